@@ -152,17 +152,17 @@ def read_document(path: str) -> dict:
         with open(path, "rb") as f:
             raw = f.read()
     except OSError as e:
-        raise ConfigError("", f"'{path}': {e.strerror or e}") from None
+        raise ConfigError("", f"{e.strerror or e}") from None
     if path.lower().endswith((".yml", ".yaml")):
         try:
             document = yaml.safe_load(raw)
         except yaml.YAMLError as e:
-            raise ConfigError("", f"'{path}': {_one_line(str(e))}") from None
+            raise ConfigError("", _one_line(str(e))) from None
     else:
         document = _parse_json(path, raw)
     if not isinstance(document, dict):
         kind = "array" if isinstance(document, list) else _go_type(document)
-        raise ConfigError("", f"'{path}': json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}")
+        raise ConfigError("", f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}")
     return document
 
 
@@ -170,15 +170,15 @@ def _parse_json(path: str, raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ConfigError("", f"'{path}': invalid UTF-8 at byte {e.start}") from None
+        raise ConfigError("", f"invalid UTF-8 at byte {e.start}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         where = f"line {e.lineno} column {e.colno}"
         if not text[e.pos:].strip():
-            raise ConfigError("", f"'{path}': unexpected end of JSON input ({where})") from None
+            raise ConfigError("", f"unexpected end of JSON input ({where})") from None
         char = text[e.pos]
-        raise ConfigError("", f"'{path}': invalid character {char!r} {_json_context(e.msg)} ({where})") from None
+        raise ConfigError("", f"invalid character {char!r} {_json_context(e.msg)} ({where})") from None
 
 
 def _json_context(python_msg: str) -> str:
@@ -594,7 +594,18 @@ def _decode_static(proxy: dict, path: str, dec: _Decoder) -> StaticData | None:
     data = raw.get("data")
     if not isinstance(data, dict):
         return None
-    return StaticData(data=data, strategy=dec.string(raw, "strategy", f"{path}.static", "always") or "always")
+    return StaticData(data=_go_numbers(data), strategy=dec.string(raw, "strategy", f"{path}.static", "always") or "always")
+
+
+def _go_numbers(value: Any) -> Any:
+    """Go decodes config numbers into float64, which is how XML and YAML print static data."""
+    if isinstance(value, dict):
+        return {k: _go_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_go_numbers(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _decode_backend(b: int, raw: Any, path: str, endpoint_method: str, output_encoding: str,

@@ -11,6 +11,12 @@ class ConfigError(Exception):
         self.message = message
 
 
+def describe(error: ConfigError, file: str) -> str:
+    """The one line a user sees: KrakenD's `'<file>': <message>`, plus where in the file."""
+    where = f" (at {error.path})" if error.path else ""
+    return f"'{file}': {error.message}{where}"
+
+
 class BackendError(Exception):
     """A backend call failed before a usable response arrived (connect, TLS, protocol, timeout).
     The text follows Go's net/http wording where we can, e.g.

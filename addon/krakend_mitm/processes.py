@@ -1,0 +1,128 @@
+"""Starting a real gateway process (mitmdump or mitmweb with the addon): for the CLI, the demo and tests.
+
+Readiness is a successful TCP connect to the listen port (mitmproxy only listens once the addon
+loaded a valid config), checked against the process still being alive, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mitmproxy_script.py")
+
+
+class GatewayStartError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def mitm_executable(web: bool = False) -> str:
+    """The mitmdump/mitmweb next to this interpreter (the venv's), else the one on PATH."""
+    name = "mitmweb" if web else "mitmdump"
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    if os.path.exists(beside):
+        return beside
+    found = shutil.which(name)
+    if not found:
+        raise GatewayStartError(f"{name} not found: install mitmproxy in this environment")
+    return found
+
+
+def gateway_command(config_path: str, port: int, *, listen_host: str = "127.0.0.1", web: bool = False,
+                    debug: bool = False, sets: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> list[str]:
+    command = [mitm_executable(web), "-s", SCRIPT, "--mode", f"reverse:http://127.0.0.1:{port}"]
+    if listen_host:
+        command += ["--listen-host", listen_host]
+    command += [
+        "--listen-port", str(port),
+        "--set", f"krakend_config={os.path.abspath(config_path)}",
+        "--set", "connection_strategy=lazy",
+    ]
+    if debug:
+        command += ["--set", "krakend_debug=true"]
+    for item in sets:
+        command += ["--set", item]
+    return command + list(extra)
+
+
+@dataclass
+class GatewayProcess:
+    command: list[str]
+    port: int
+    host: str = "127.0.0.1"
+    process: subprocess.Popen | None = None
+    log_path: str = field(default_factory=lambda: tempfile.mkstemp(prefix="krakend-mitm-", suffix=".log")[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> "GatewayProcess":
+        log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise GatewayStartError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)  # poll interval while the process is still starting
+        self.stop()
+        raise GatewayStartError(f"gateway not listening on {self.port} after {timeout} s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self) -> int | None:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else None
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            return self.process.wait(10)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            return self.process.wait(5)
+
+    def __enter__(self) -> "GatewayProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
