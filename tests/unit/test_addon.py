@@ -1,0 +1,121 @@
+"""addon.py driven through mitmproxy's own test helpers (taddons/tflow), as mitmproxy tests its addons."""
+
+import asyncio
+import json
+import logging
+
+import pytest
+from mitmproxy import exceptions
+from mitmproxy.test import taddons, tflow, tutils
+
+from mitmproxy.addons.proxyserver import Proxyserver
+
+from krakend_mitm.addon import Gateway
+
+CONFIG = {"version": 3, "endpoints": [{"endpoint": "/users/{id}", "backend": [{"host": ["http://127.0.0.1:19"], "url_pattern": "/u/{id}"}]}]}
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    path = tmp_path / "krakend.json"
+    path.write_text(json.dumps(CONFIG))
+    return str(path)
+
+
+def flow_for(method, path):
+    f = tflow.tflow()
+    f.request = tutils.treq(method=method.encode(), path=path.encode(), host="127.0.0.1", port=8080,
+                            headers=((b"host", b"localhost:8080"),), content=b"")
+    return f
+
+
+@pytest.mark.parametrize("options,message", [
+    ({"jwk_url_map": ["no-equals-sign"]}, "jwk_url_map: expected PREFIX=REPLACEMENT"),
+    ({"jwk_url_map": ["=http://x"]}, "jwk_url_map: expected PREFIX=REPLACEMENT"),
+    ({"jwks_max_staleness": "soon"}, "jwks_max_staleness: time: invalid duration"),
+    ({"jwks_max_staleness": "-1h"}, "jwks_max_staleness: must be positive"),
+])
+def test_bad_option_values_are_options_errors(config_file, options, message):
+    gateway = Gateway()
+    with taddons.context(gateway) as tctx:
+        tctx.configure(gateway, krakend_config=config_file)
+        with pytest.raises(exceptions.OptionsError, match=message):
+            tctx.configure(gateway, **options)
+
+
+def test_addon_forces_lazy_connections_and_keeps_the_client_host(config_file):
+    gateway = Gateway()
+    with taddons.context(Proxyserver(), gateway) as tctx:
+        tctx.configure(gateway, krakend_config=config_file, connection_strategy="eager", keep_host_header=False)
+        assert tctx.options.connection_strategy == "lazy"
+        assert tctx.options.keep_host_header is True
+
+
+def test_invalid_config_at_start_exits_with_one_clear_line(tmp_path, caplog):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"version": 2, "endpoints": []}))
+    gateway = Gateway()
+    with taddons.context(gateway) as tctx:
+        with pytest.raises(SystemExit) as exited:
+            tctx.configure(gateway, krakend_config=str(path))
+    assert exited.value.code == 1
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert lines == [f"ERROR parsing the configuration file: '{path}': unsupported version: 2 (want: 3) (at version)"]
+
+
+def test_invalid_config_later_keeps_the_last_good_one(config_file, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    gateway = Gateway()
+    with taddons.context(gateway) as tctx:
+        tctx.configure(gateway, krakend_config=config_file)
+        good = gateway.runtime
+        with pytest.raises(exceptions.OptionsError, match="unexpected end of JSON input"):
+            tctx.configure(gateway, krakend_config=str(bad))
+        assert gateway.runtime.config.source == good.config.source == config_file
+
+
+@pytest.mark.parametrize("method,path,status,comment,mark", [
+    ("GET", "/nope", 404, "gateway answered 404: no endpoint matches this path", ":no_entry:"),
+    ("POST", "/users/1", 405, "gateway answered 405: method not allowed; Allow: GET", ":no_entry:"),
+    ("GET", "/Users/1", 301, "gateway answered redirect: 301 to /users/1 (fixed path)", ""),
+    ("GET", "/users/1", 500, "GET /users/{id}: backend[0] GET http://127.0.0.1:19/u/1 -> ", ":boom:"),
+])
+def test_every_flow_is_answered_commented_and_marked(config_file, method, path, status, comment, mark):
+    gateway = Gateway()
+    with taddons.context(gateway) as tctx:
+        tctx.configure(gateway, krakend_config=config_file)
+        f = flow_for(method, path)
+        asyncio.run(gateway.request(f))
+    assert f.response is not None and f.response.status_code == status
+    assert f.comment.startswith(comment) and f.marked == mark
+    assert f.metadata["krakend"]["outcome"]
+
+
+def test_an_exception_inside_the_gateway_is_a_500_logged_once(config_file, caplog, monkeypatch):
+    gateway = Gateway()
+    with taddons.context(gateway) as tctx:
+        tctx.configure(gateway, krakend_config=config_file)
+
+        async def explode(req, depth=0):
+            raise ValueError("kaboom")
+
+        monkeypatch.setattr(gateway.runtime.pipeline, "handle", explode)
+        f = flow_for("GET", "/users/1")
+        asyncio.run(gateway.request(f))
+    assert f.response.status_code == 500 and f.marked == ":boom:"
+    tracebacks = [r for r in caplog.records if "Traceback" in r.getMessage()]
+    assert len(tracebacks) == 1 and "kaboom" in tracebacks[0].getMessage()
+
+
+def test_explain_prints_the_decision(config_file, caplog):
+    caplog.set_level(logging.INFO, logger="krakend_mitm")
+    gateway = Gateway()
+    with taddons.context(gateway) as tctx:
+        tctx.configure(gateway, krakend_config=config_file)
+        f = flow_for("GET", "/nope")
+        asyncio.run(gateway.request(f))
+        caplog.clear()
+        gateway.explain([f])
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert '"outcome": "404"' in text and "no endpoint matches this path" in text
