@@ -1,11 +1,12 @@
 """Starting a real gateway process (mitmdump or mitmweb with the addon): for the CLI, the demo and tests.
 
-Readiness is a successful TCP connect to the listen port (mitmproxy only listens once the addon
-loaded a valid config), checked against the process still being alive, never a fixed sleep.
+Readiness is the gateway answering `/__health` itself, checked against the process still being alive,
+never a fixed sleep.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -89,17 +90,30 @@ class GatewayProcess:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
+        """Ready = the gateway itself answers. mitmproxy 12 may accept connections before the -s script
+        has loaded, so a TCP connect alone would race the addon."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise GatewayStartError(f"gateway exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)  # poll interval while the process is still starting
+            if self._gateway_answers():
+                return
+            time.sleep(0.05)  # poll interval while the process is still starting
         self.stop()
-        raise GatewayStartError(f"gateway not listening on {self.port} after {timeout} s:\n{self.log()}")
+        raise GatewayStartError(f"gateway not ready on {self.port} after {timeout} s:\n{self.log()}")
+
+    def _gateway_answers(self) -> bool:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=2)
+        try:
+            connection.request("GET", "/__health")
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
+        # /__health answers 200 (or, when disabled, the router's 404 carrying X-Krakend)
+        return response.status == 200 or response.getheader("X-Krakend") is not None
 
     def log(self) -> str:
         try:

@@ -108,18 +108,27 @@ def test_seed_style_self_backend_is_served_internally(start_gateway):
                                   {"endpoint": "/a/{y}", "backend": [{"url_pattern": "/"}]}]},
      "':y' in new path '/a/:y' conflicts with existing wildcard ':x' in existing prefix '/a/:x'"),
 ])
-def test_invalid_config_exits_non_zero_without_listening(start_gateway, document, text):
+def test_invalid_config_exits_non_zero(start_gateway, document, text):
     gateway = start_gateway(document, expect_failure=True)
-    with pytest.raises(Exception):
-        gateway.start(timeout=20)
-    assert gateway.process.returncode not in (0, None)
+    returncode = run_until_exit(gateway)
+    assert returncode not in (0, None)
     assert text in gateway.log() and "(at " in gateway.log()
+    assert "listening at" not in gateway.log()
+
+
+def run_until_exit(gateway, timeout=30):
+    """Start the process and wait for it to end. (mitmproxy 12 may accept a connection while the script
+    loads; the gateway must still exit, and never serves.)"""
+    try:
+        gateway.start(timeout=timeout)
+    except Exception:
+        pass
+    return gateway.process.wait(timeout)
 
 
 def test_misspelt_option_is_reported(backend, start_gateway, tmp_path):
     gateway = start_gateway(basic_config(backend.url), sets=["krakend_debgu=true"], expect_failure=True)
-    with pytest.raises(Exception):
-        gateway.start(timeout=20)
+    assert run_until_exit(gateway) not in (0, None)
     assert "unknown option krakend_debgu; did you mean krakend_debug?" in gateway.log()
 
 
