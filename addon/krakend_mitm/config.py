@@ -543,9 +543,7 @@ def _decode_endpoint(i: int, raw: Any, service: dict, dec: _Decoder, warnings: l
         if not _check_url_placeholders(backend, b, method, gin_path, params, dec):
             return None
         backends.append(backend)
-    concurrent_calls = dec.integer(raw, "concurrent_calls", path, 1) or 1
-    if concurrent_calls > 1:
-        warnings.append(f"{path}.concurrent_calls: not supported, ignored (one call per backend)")
+    concurrent_calls = max(dec.integer(raw, "concurrent_calls", path, 1), 1)
     validator = namespace(extra, "auth/validator")
     return Endpoint(
         index=i,

@@ -26,6 +26,7 @@ from krakend_mitm.upstream import ForwardRules, NoHostsError, build_request
 
 DEADLINE_EXCEEDED = "context deadline exceeded"
 MERGE_DEADLINE_SHARE = 0.85  # lura proxy/merging.go waits 85 % of the endpoint timeout
+CONCURRENT_DEADLINE_SHARE = 0.75  # lura proxy/concurrent.go
 _RESP_PLACEHOLDER = re.compile(r"\{(resp(\d+)_([^}]+))\}")
 
 
@@ -68,14 +69,20 @@ class EndpointProxy:
         self.client = client
         self.rng = rng
         self.clock = clock
+        # lura proxy/shadow.go: shadow backends get the request, their answers are never used
+        self.backends = tuple(b for b in endpoint.backends if not b.shadow) or endpoint.backends
+        self.shadows = tuple(b for b in endpoint.backends if b.shadow and b not in self.backends)
+        self._background: set[asyncio.Task] = set()
 
     async def run(self, ctx: RequestContext, records: list[BackendCallRecord]) -> ProxyResult:
         endpoint = self.endpoint
+        for shadow in self.shadows:
+            self._fire_and_forget(self._call(ctx, shadow, {}, records))
         try:
             async with asyncio.timeout(endpoint.timeout):
                 if endpoint.output_encoding == "no-op":
                     return await self._run_no_op(ctx, records)
-                if len(endpoint.backends) == 1:
+                if len(self.backends) == 1:
                     result = await self._run_single(ctx, records)
                 elif endpoint.sequential:
                     result = await self._run_sequential(ctx, records)
@@ -87,8 +94,14 @@ class EndpointProxy:
 
     # ------------------------------------------------------------------ shapes of endpoint
 
+    def _fire_and_forget(self, coroutine) -> None:
+        task = asyncio.ensure_future(asyncio.wait_for(coroutine, self.endpoint.timeout))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "exception not retrieved"
+
     async def _run_no_op(self, ctx: RequestContext, records: list[BackendCallRecord]) -> ProxyResult:
-        backend = self.endpoint.backends[0]
+        backend = self.backends[0]
         record = self._record(backend, records)
         try:
             response = await self._send(ctx, backend, {}, record)
@@ -98,7 +111,7 @@ class EndpointProxy:
         return ProxyResult(data=None, complete=False, raw_response=response)
 
     async def _run_single(self, ctx: RequestContext, records: list[BackendCallRecord]) -> ProxyResult:
-        backend = self.endpoint.backends[0]
+        backend = self.backends[0]
         outcome = await self._call(ctx, backend, {}, records)
         if outcome.error is not None:
             error_response = outcome.response if backend.return_error_code and outcome.status_error else None
@@ -106,7 +119,7 @@ class EndpointProxy:
         return ProxyResult(data=outcome.data, complete=outcome.complete)
 
     async def _run_parallel(self, ctx: RequestContext, records: list[BackendCallRecord]) -> ProxyResult:
-        tasks = [asyncio.ensure_future(self._call(ctx, b, {}, records)) for b in self.endpoint.backends]
+        tasks = [asyncio.ensure_future(self._call(ctx, b, {}, records)) for b in self.backends]
         merged: dict | None = None
         errors: list[str] = []
         complete = True
@@ -134,7 +147,7 @@ class EndpointProxy:
         merged: dict = {}
         previous: dict[int, dict] = {}
         complete = True
-        for i, backend in enumerate(self.endpoint.backends):
+        for i, backend in enumerate(self.backends):
             outcome = await self._call(ctx, backend, previous, records)
             if outcome.error is not None:
                 if i == 0:
@@ -146,7 +159,7 @@ class EndpointProxy:
         return ProxyResult(data=self._endpoint_flatmap(merged), complete=complete)
 
     def _endpoint_flatmap(self, data: dict) -> dict:
-        if self.endpoint.flatmap and len(self.endpoint.backends) > 1:
+        if self.endpoint.flatmap and len(self.backends) > 1:
             return manipulate.apply_flatmap(data, list(self.endpoint.flatmap))
         return data
 
@@ -188,6 +201,31 @@ class EndpointProxy:
 
     async def _call(self, ctx: RequestContext, backend: Backend, previous: dict[int, dict],
                     records: list[BackendCallRecord]) -> BackendOutcome:
+        calls = self.endpoint.concurrent_calls
+        if calls <= 1:
+            return await self._call_once(ctx, backend, previous, records)
+        return await self._call_concurrently(ctx, backend, previous, records, calls)
+
+    async def _call_concurrently(self, ctx: RequestContext, backend: Backend, previous: dict[int, dict],
+                                 records: list[BackendCallRecord], calls: int) -> BackendOutcome:
+        """lura proxy/concurrent.go: N identical calls, the first success wins, within 75 % of the timeout."""
+        tasks = [asyncio.ensure_future(self._call_once(ctx, backend, previous, records)) for _ in range(calls)]
+        last = BackendOutcome(error=DEADLINE_EXCEEDED, complete=False)
+        try:
+            for future in asyncio.as_completed(tasks, timeout=self.endpoint.timeout * CONCURRENT_DEADLINE_SHARE):
+                outcome = await future
+                if outcome.error is None:
+                    return outcome
+                last = outcome
+        except TimeoutError:
+            pass
+        finally:
+            for task in tasks:
+                task.cancel()
+        return last
+
+    async def _call_once(self, ctx: RequestContext, backend: Backend, previous: dict[int, dict],
+                         records: list[BackendCallRecord]) -> BackendOutcome:
         record = self._record(backend, records)
         try:
             response = await self._send(ctx, backend, previous, record)

@@ -227,3 +227,76 @@ def test_decode_path_rejects_bad_escapes():
 ])
 def test_param_guard(params, problem):
     assert param_guard(params) == problem
+
+
+class FlakyClient(FakeClient):
+    """Fails the first `failures` calls, then answers."""
+
+    def __init__(self, answers, failures):
+        super().__init__(answers)
+        self.failures = failures
+
+    async def send(self, request, follow_redirects=True):
+        self.sent.append(request)
+        if len(self.sent) <= self.failures:
+            raise BackendError("connection reset by peer")
+        return BackendResponse(status=200, reason="", headers=[], body=b'{"n":%d}' % len(self.sent), url=request.url)
+
+
+def test_concurrent_calls_first_success_wins(tmp_path):
+    endpoint = {"endpoint": "/a", "concurrent_calls": 3, "backend": [{"url_pattern": "/x"}]}
+    pipeline, _ = pipeline_for(tmp_path, [endpoint], {})
+    client = FlakyClient({}, failures=2)
+    for proxy in pipeline.proxies.values():
+        proxy.client = client
+    reply, trace = run(pipeline, request("/a"))
+    assert reply.status == 200 and reply.body == b'{"n":3}'
+    assert len(client.sent) == 3 and len(trace.backend_calls) == 3
+
+
+def test_shadow_backend_is_called_but_ignored(tmp_path):
+    endpoint = {"endpoint": "/a", "backend": [
+        {"url_pattern": "/x"},
+        {"url_pattern": "/shadow", "extra_config": {"proxy": {"shadow": True}}}]}
+    pipeline, client = pipeline_for(tmp_path, [endpoint], {"/x": (200, b'{"a":1}', []), "/shadow": (200, b'{"s":1}', [])})
+
+    async def scenario():
+        reply, _ = await pipeline.handle(request("/a"))
+        await asyncio.sleep(0)  # let the fire-and-forget shadow call run
+        return reply
+
+    reply = asyncio.run(scenario())
+    assert reply.body == b'{"a":1}' and hdr(reply, "X-Krakend-Completed") == "true"
+    assert sorted(r.url.rsplit("/", 1)[1] for r in client.sent) == ["shadow", "x"]
+
+
+def test_parallel_merge_deadline_is_85_percent_of_the_timeout(tmp_path):
+    endpoint = {"endpoint": "/a", "timeout": "200ms",
+                "backend": [{"url_pattern": "/x", "group": "x"}, {"url_pattern": "/slow", "group": "s"}]}
+    pipeline, _ = pipeline_for(tmp_path, [endpoint], {"/x": (200, b'{"v":1}', []), "/slow": 0.18})
+    reply, _ = run(pipeline, request("/a"))  # 180 ms > 170 ms (85 %) but < 200 ms
+    assert reply.status == 200 and reply.body == b'{"x":{"v":1}}' and hdr(reply, "X-Krakend-Completed") == "false"
+
+
+def test_no_success_in_a_merge_is_a_500_with_every_error(tmp_path):
+    endpoint = {"endpoint": "/a", "backend": [{"url_pattern": "/x"}, {"url_pattern": "/y"}]}
+    pipeline, _ = pipeline_for(tmp_path, [endpoint], {}, **ERR_MSG)
+    reply, _ = run(pipeline, request("/a"))
+    assert reply.status == 500 and reply.body.count(b"invalid status code 404") == 2 and b"\n" in reply.body
+
+
+def test_the_body_is_copied_to_every_backend(tmp_path):
+    endpoint = {"endpoint": "/a", "method": "POST", "backend": [{"url_pattern": "/x"}, {"url_pattern": "/y"}]}
+    pipeline, client = pipeline_for(tmp_path, [endpoint], {"/x": (200, b"{}", []), "/y": (200, b"{}", [])})
+    run(pipeline, request("/a", method="POST", body=b'{"k":1}'))
+    assert [r.body for r in client.sent] == [b'{"k":1}', b'{"k":1}']
+
+
+def test_sequential_first_failure_is_500_later_failure_is_partial(tmp_path):
+    endpoint = {"endpoint": "/a", "extra_config": {"proxy": {"sequential": True}},
+                "backend": [{"url_pattern": "/first"}, {"url_pattern": "/second/{resp0_id}"}]}
+    pipeline, _ = pipeline_for(tmp_path, [endpoint], {"/first": (200, b'{"id":1}', [])})
+    reply, _ = run(pipeline, request("/a"))
+    assert (reply.status, reply.body, hdr(reply, "X-Krakend-Completed")) == (200, b'{"id":1}', "false")
+    pipeline, _ = pipeline_for(tmp_path, [endpoint], {})
+    assert run(pipeline, request("/a"))[0].status == 500
