@@ -111,6 +111,7 @@ class Gateway:
         for level, text in runtime.startup_lines():
             log.log(level, text)
         if old is not None:
+            runtime.adopt(old)
             old.stop()
         if self._running:
             runtime.start()

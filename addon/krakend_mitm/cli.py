@@ -59,7 +59,7 @@ def all_problems(path: str) -> list[ConfigError]:
     config, problems = config_mod.check(path)
     if config is None or problems:
         return problems
-    from krakend_mitm import auth_stage
+    from krakend_mitm.auth.stage import check_problems
     from krakend_mitm.pipeline import build_routes
     from krakend_mitm.router import RouteTable
 
@@ -67,7 +67,7 @@ def all_problems(path: str) -> list[ConfigError]:
         RouteTable(build_routes(config, debug=False)[0])
     except ConfigError as e:
         problems.append(e)
-    problems += auth_stage.check_problems(config)
+    problems += check_problems(config)
     return problems
 
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from typing import Any
 from xml.parsers import expat
 
-from . import gojson
-from .gojson import GoNumber, GoStruct
+from krakend_mitm import gojson
+from krakend_mitm.gojson import GoNumber, GoStruct
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 TEXT_CONTENT_TYPE = "text/plain; charset=utf-8"

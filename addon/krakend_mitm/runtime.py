@@ -14,7 +14,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from krakend_mitm import auth_stage, config as config_mod
+from krakend_mitm import config as config_mod
+from krakend_mitm.auth.stage import AuthStage
 from krakend_mitm.client import BackendRequest, BackendResponse, HttpClient
 from krakend_mitm.config import GatewayConfig
 from krakend_mitm.pipeline import Pipeline
@@ -62,11 +63,15 @@ class Runtime:
             local_dispatch=self._dispatch_local,
             is_local=self._is_local,
         )
-        self.auth = auth_stage.AuthStage(config, jwk_url_map=options.jwk_url_map,
+        self.auth = AuthStage(config, jwk_url_map=options.jwk_url_map,
                                          max_staleness=options.jwks_max_staleness)
         self.pipeline = Pipeline(config, client=self.client, validators=self.auth.validators, debug=options.debug)
 
     # ------------------------------------------------------------------ lifecycle
+
+    def adopt(self, previous: "Runtime") -> None:
+        """Keep the key sets the previous config already downloaded (a reload must not refetch them)."""
+        self.auth.adopt(previous.auth)
 
     def start(self) -> None:
         """Synchronous, inside the running event loop: start the key store's timers."""
