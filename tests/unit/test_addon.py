@@ -119,3 +119,26 @@ def test_explain_prints_the_decision(config_file, caplog):
         gateway.explain([f])
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert '"outcome": "404"' in text and "no endpoint matches this path" in text
+
+
+def test_auth_rejection_is_marked_with_the_reason_and_explained(tmp_path, caplog):
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"keys": [{"kty": "oct", "kid": "sim2", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"}]}))
+    config = {"version": 3, "endpoints": [{
+        "endpoint": "/private", "backend": [{"host": ["http://127.0.0.1:19"], "url_pattern": "/p"}],
+        "extra_config": {"auth/validator": {"alg": "HS256", "jwk_local_path": str(keys), "disable_jwk_security": True}}}]}
+    path = tmp_path / "krakend.json"
+    path.write_text(json.dumps(config))
+    caplog.set_level(logging.INFO, logger="krakend_mitm")
+    gateway = Gateway()
+    with taddons.context(gateway) as tctx:
+        tctx.configure(gateway, krakend_config=str(path))
+        f = flow_for("GET", "/private")
+        asyncio.run(gateway.request(f))
+        gateway.explain([f])
+    assert f.response.status_code == 401 and f.response.content == b""
+    assert f.marked == ":no_entry:"
+    assert f.comment == "GET /private: gateway answered 401: Unable to validate the token: Token not found"
+    assert f.metadata["krakend"]["auth"]["status"] == 401
+    assert any("[ENDPOINT: /private][JWTValidator] Unable to validate the token: Token not found" in r.getMessage()
+               for r in caplog.records)
