@@ -1,18 +1,11 @@
-"""Real processes on 127.0.0.1 with free ports: an echo backend and mitmdump gateways."""
+"""Real processes on 127.0.0.1 with free ports. (`backend`, the echo server, comes from the
+project's own pytest plugin, krakend_mitm.pytest_plugin.)"""
 
 import json
 
 import pytest
 
-from krakend_mitm.echo_backend import EchoServer
 from krakend_mitm.processes import GatewayProcess, free_port, gateway_command
-
-
-@pytest.fixture
-def backend():
-    server = EchoServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
