@@ -2,7 +2,9 @@
 
   krakend-mitm run -c krakend.json [--web] [-d] [mitmproxy args…]
   krakend-mitm check -c krakend.json
-  krakend-mitm demo [--port 8080] [--web]
+  krakend-mitm demo [--port 8080] [--mock-port 4000] [--web] [--routing]
+  krakend-mitm mock-descope [--port 4000] [--project P2…] [--config mock.yaml]
+  krakend-mitm token [--roles a,b] [--tenant T1:r1] [--claim k=v] [--access-key] [--exchange] [--decode TOKEN]
 """
 
 from __future__ import annotations
@@ -29,17 +31,27 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("check", help="validate a config like `krakend check`")
     check.add_argument("-c", "--config", default="krakend.json")
 
-    demo = commands.add_parser("demo", help="start a gateway on an embedded config and show what it does")
-    demo.add_argument("--port", type=int, default=8080)
+    demo = commands.add_parser("demo", help="replay the Descope scenario offline (mock Descope + gateway)")
+    demo.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
+    demo.add_argument("--mock-port", type=int, default=4000, help="mock Descope port (default 4000)")
     demo.add_argument("--web", action="store_true", help="use mitmweb and leave it running")
+    demo.add_argument("--routing", action="store_true", help="show routing against an echo backend instead")
+
+    from krakend_mitm.descope.commands import add_mock_descope_parser, add_token_parser
+    add_mock_descope_parser(commands)
+    add_token_parser(commands)
 
     args = parser.parse_args(argv)
     if args.command == "run":
         return cmd_run(args)
     if args.command == "check":
         return cmd_check(args.config)
-    from krakend_mitm import demo as demo_mod
-    return demo_mod.run_demo(port=args.port, web=args.web)
+    if args.command == "demo":
+        from krakend_mitm import demo as demo_mod
+        if args.routing:
+            return demo_mod.run_routing_demo(port=args.port, web=args.web)
+        return demo_mod.run_descope_demo(port=args.port, mock_port=args.mock_port, web=args.web)
+    return args.func(args)
 
 
 def cmd_check(path: str) -> int:

@@ -7,7 +7,9 @@ never a fixed sleep.
 from __future__ import annotations
 
 import http.client
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,6 +24,24 @@ SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mitmproxy_scr
 
 class GatewayStartError(RuntimeError):
     pass
+
+
+def config_on_port(document: dict, port: int) -> dict:
+    """A config moved to `port`: its `port`, and backends that call the gateway itself
+    (`http://localhost:<port>`, as the Descope config does), follow it."""
+    old = document.get("port", 8080)
+    text = re.sub(rf"\b(localhost|127\.0\.0\.1):{old}\b", lambda m: f"{m.group(1)}:{port}", json.dumps(document))
+    moved = json.loads(text)
+    moved["port"] = port
+    return moved
+
+
+def read_config_document(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        if path.endswith((".yml", ".yaml")):
+            import yaml
+            return yaml.safe_load(f)
+        return json.load(f)
 
 
 def free_port() -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from krakend_mitm.echo_backend import EchoServer
-from krakend_mitm.processes import GatewayProcess, free_port, gateway_command
+from krakend_mitm.processes import GatewayProcess, config_on_port, free_port, gateway_command, read_config_document
 
 DESCOPE_API = "https://api.descope.com"
 
@@ -43,30 +42,14 @@ class RunningGateway:
 def _load(config: str | os.PathLike | dict) -> dict:
     if isinstance(config, dict):
         return json.loads(json.dumps(config))
-    path = os.fspath(config)
-    with open(path, encoding="utf-8") as f:
-        if path.endswith((".yml", ".yaml")):
-            import yaml
-            return yaml.safe_load(f)
-        return json.load(f)
-
-
-def _move_to_port(document: dict, port: int) -> dict:
-    """Run on a free port: the config's port, and backends that call the gateway itself
-    (`http://localhost:<port>`, as the Descope seed config does), follow it."""
-    old = document.get("port", 8080)
-    text = json.dumps(document)
-    text = re.sub(rf"\b(localhost|127\.0\.0\.1):{old}\b", lambda m: f"{m.group(1)}:{port}", text)
-    moved = json.loads(text)
-    moved["port"] = port
-    return moved
+    return read_config_document(os.fspath(config))
 
 
 def start_gateway(config: str | os.PathLike | dict, *, descope: Any = None, jwk_url_map: dict | None = None,
                   debug: bool = False, sets: tuple[str, ...] = (), port: int | None = None,
                   workdir: str | None = None) -> RunningGateway:
     port = port or free_port()
-    document = _move_to_port(_load(config), port)
+    document = config_on_port(_load(config), port)
     fd, path = tempfile.mkstemp(prefix="krakend-", suffix=".json", dir=workdir)
     with os.fdopen(fd, "w") as f:
         json.dump(document, f)
@@ -101,3 +84,14 @@ def backend():
     server = EchoServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def mock_descope():
+    """A local mock Descope on a free port (JWKS, access-key exchange, refresh, minting), with its
+    Python controls: `mint()`, `exchange()`, `rotate()`, `fault()`, `set_clock()`, `stats()`, `reset()`."""
+    from krakend_mitm.descope.mock import MockDescope
+
+    mock = MockDescope(port=0).start()
+    yield mock
+    mock.stop()

@@ -29,11 +29,24 @@ def test_every_shipped_config_passes_check(config):
     assert completed.stdout.strip() == "Syntax OK!"
 
 
-def test_demo_runs_offline_and_exits_zero():
-    completed = cli("demo", "--port", str(free_port()))
+def test_descope_demo_runs_offline_and_exits_zero():
+    completed = cli("demo", "--port", str(free_port()), "--mock-port", str(free_port()))
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "7 of 7 steps as KrakenD answers" in completed.stdout
+    assert "[ENDPOINT: /descope-protected][JWTValidator] Unable to validate the token: Token not found" in completed.stdout
+    assert "[FAIL]" not in completed.stdout
+
+
+def test_routing_demo_runs_offline_and_exits_zero():
+    completed = cli("demo", "--routing", "--port", str(free_port()))
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "8 of 8 steps as KrakenD answers" in completed.stdout
-    assert "[FAIL]" not in completed.stdout
+
+
+def test_embedded_descope_config_is_configs_descope_json():
+    import json
+    from krakend_mitm.demo import EMBEDDED_DESCOPE_CONFIG
+    assert json.loads((PROJECT / "configs" / "descope.json").read_text()) == EMBEDDED_DESCOPE_CONFIG
 
 
 def test_demo_names_a_busy_port():
@@ -42,8 +55,8 @@ def test_demo_names_a_busy_port():
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        completed = cli("demo", "--port", str(port))
-    assert completed.returncode == 2 and f"port {port} is busy" in completed.stderr
+        completed = cli("demo", "--port", str(port), "--mock-port", str(free_port()))
+    assert completed.returncode == 2 and f"port {port} (gateway) is busy" in completed.stderr
 
 
 def test_run_serves_the_config(tmp_path):
