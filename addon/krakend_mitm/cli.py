@@ -84,7 +84,7 @@ def all_problems(path: str) -> list[ConfigError]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from krakend_mitm.processes import gateway_command
+    from krakend_mitm.processes import gateway_command, mitmweb_warning
 
     try:
         config = config_mod.load(args.config)
@@ -95,6 +95,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     extra = [a for a in args.mitm_args if a != "--"]
     command = gateway_command(args.config, port, listen_host=config.listen_ip, web=args.web,
                               debug=args.debug, extra=tuple(extra))
+    if args.web and (warning := mitmweb_warning()):
+        print(warning, file=sys.stderr)
     print(f"krakend-mitm: serving {args.config} on {config.listen_ip or '0.0.0.0'}:{port}", file=sys.stderr)
     os.execv(command[0], command)
     return 0  # not reached

@@ -20,7 +20,7 @@ from typing import Callable
 
 from krakend_mitm.echo_backend import EchoServer
 from krakend_mitm.processes import (
-    GatewayProcess, GatewayStartError, config_on_port, free_port, gateway_command, port_is_free,
+    GatewayProcess, GatewayStartError, config_on_port, free_port, gateway_command, mitmweb_warning, port_is_free,
 )
 
 DESCOPE_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "descope.json"
@@ -200,6 +200,8 @@ def run_descope_demo(port: int = 8080, mock_port: int = 4000, web: bool = False,
     with open(config_path, "w") as f:
         json.dump(config_on_port(descope_config(), port), f, indent=2)
     sets = (f"jwk_url_map=https://api.descope.com={mock.base_url}",)
+    if web and (warning := mitmweb_warning()):
+        print(warning, file=sys.stderr)
     if web:
         sets += ("web_open_browser=false", f"web_port={free_port()}")
     gateway = GatewayProcess(gateway_command(config_path, port, web=web, sets=sets), port)

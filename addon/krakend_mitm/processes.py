@@ -72,6 +72,17 @@ def mitm_executable(web: bool = False) -> str:
     return found
 
 
+def mitmweb_warning() -> str | None:
+    """mitmweb before 12 serves an unauthenticated web API (CVE-2025-23217): say so whenever we start it."""
+    from mitmproxy.version import VERSION
+
+    if int(VERSION.split(".")[0]) >= 12:
+        return None
+    return (f"WARNING: mitmproxy {VERSION}'s mitmweb API is unauthenticated (CVE-2025-23217): anything that can reach "
+            "its web port can read flows, including tokens. Keep it on 127.0.0.1, or use Python 3.12+ "
+            "(mitmproxy 12) and set web_password.")
+
+
 def gateway_command(config_path: str, port: int, *, listen_host: str = "127.0.0.1", web: bool = False,
                     debug: bool = False, sets: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> list[str]:
     command = [mitm_executable(web), "-s", SCRIPT, "--mode", f"reverse:http://127.0.0.1:{port}"]
@@ -84,6 +95,8 @@ def gateway_command(config_path: str, port: int, *, listen_host: str = "127.0.0.
     ]
     if debug:
         command += ["--set", "krakend_debug=true"]
+    if web:
+        command += ["--set", "web_host=127.0.0.1"]
     for item in sets:
         command += ["--set", item]
     return command + list(extra)

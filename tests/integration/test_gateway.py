@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from krakend_mitm.processes import GatewayProcess, free_port, mitm_executable
+from krakend_mitm.processes import GatewayProcess, free_port, gateway_command, mitm_executable
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -190,3 +190,13 @@ def test_check_command(tmp_path):
     assert completed.returncode == 1
     assert "endpoints[0].backend[0].url_pattern: undefined output param 'nope'" in completed.stdout
     assert "endpoints[1].endpoint: ignoring the ' /b/*c' endpoint, since it is invalid!!!" in completed.stdout
+
+
+def test_mitmweb_runs_the_gateway_too(backend, tmp_path):
+    path = tmp_path / "krakend.json"
+    path.write_text(json.dumps(basic_config(backend.url)))
+    port = free_port()
+    command = gateway_command(str(path), port, web=True, sets=("web_open_browser=false", f"web_port={free_port()}"))
+    assert command[0].endswith("mitmweb") and "web_host=127.0.0.1" in command
+    with GatewayProcess(command, port) as gateway:
+        assert requests.get(f"{gateway.url}/users/3").json()["path"] == "/accounts/3"
