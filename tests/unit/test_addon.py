@@ -142,3 +142,45 @@ def test_auth_rejection_is_marked_with_the_reason_and_explained(tmp_path, caplog
     assert f.metadata["krakend"]["auth"]["status"] == 401
     assert any("[ENDPOINT: /private][JWTValidator] Unable to validate the token: Token not found" in r.getMessage()
                for r in caplog.records)
+
+
+def test_reloading_never_duplicates_timers_or_tasks(tmp_path):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent / "auth"))
+    from jwt_testkit import JWKSServer, public_jwk, rsa_key
+
+    jwks = JWKSServer([public_jwk(rsa_key("k1"), "k1")])
+    validator = {"alg": "RS256", "jwk_url": jwks.url(), "disable_jwk_security": True, "cache": True}
+    path = tmp_path / "krakend.json"
+
+    def write(n):
+        endpoints = [{"endpoint": f"/p{i}", "backend": [{"host": ["http://127.0.0.1:19"], "url_pattern": "/"}],
+                      "extra_config": {"auth/validator": validator}} for i in range(n)]
+        path.write_text(json.dumps({"version": 3, "endpoints": endpoints}))
+
+    async def scenario():
+        gateway = Gateway()
+        with taddons.context(gateway) as tctx:
+            write(2)
+            tctx.configure(gateway, krakend_config=str(path))
+            gateway.running()
+            await asyncio.sleep(0.05)
+            baseline = len(asyncio.all_tasks())
+            for n in (3, 4, 2, 5):
+                write(n)
+                tctx.configure(gateway, krakend_config=str(path))
+                gateway.reload()
+                await asyncio.sleep(0.05)
+            after = len(asyncio.all_tasks())
+            gateway.done()
+            await asyncio.sleep(0.05)
+            return baseline, after, len(asyncio.all_tasks())
+
+    try:
+        baseline, after, stopped = asyncio.run(scenario())
+    finally:
+        jwks.close()
+    assert after <= baseline  # one key-set timer per URL and one file watcher, whatever the reloads
+    assert stopped < baseline  # done() cancels them
+    assert jwks.count() <= 2  # reloads adopt the downloaded set instead of fetching it again
