@@ -158,6 +158,10 @@ def read_document(path: str) -> dict:
             document = yaml.safe_load(raw)
         except yaml.YAMLError as e:
             raise ConfigError("", _one_line(str(e))) from None
+        except RecursionError:
+            raise ConfigError("", "yaml: exceeded max depth") from None
+        except (ValueError, TypeError, OverflowError) as e:  # e.g. an impossible !!timestamp
+            raise ConfigError("", f"yaml: {_one_line(str(e))}") from None
     else:
         document = _parse_json(path, raw)
     if not isinstance(document, dict):
@@ -173,6 +177,8 @@ def _parse_json(path: str, raw: bytes) -> Any:
         raise ConfigError("", f"invalid UTF-8 at byte {e.start}") from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise ConfigError("", "exceeded max depth") from None
     except json.JSONDecodeError as e:
         where = f"line {e.lineno} column {e.colno}"
         if not text[e.pos:].strip():

@@ -26,6 +26,11 @@ log = logging.getLogger("krakend_mitm")
 
 _PCT = re.compile(r"%([0-9A-Fa-f]{2})")
 MAX_SELF_CALL_DEPTH = 8
+# gin's redirectTrailingSlash sanitises X-Forwarded-Prefix with these two expressions
+_PREFIX_UNSAFE = re.compile(r"[^a-zA-Z0-9/-]+")
+_PREFIX_REPEATED_SLASH = re.compile(r"/{2,}")
+# Go's url.escape(s, encodePath) keeps unreserved characters and these
+_GO_PATH_SAFE = "/$&+,:;=@"
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,59 @@ def _first_bad_escape(value: str) -> str | None:
             return value[i:i + 3]
         i = value.find("%", i + 3)
     return None
+
+
+def go_path_clean(path: str) -> str:
+    """Go's path.Clean: collapse `//`, resolve `.` and `..`; "" -> "."."""
+    if not path:
+        return "."
+    rooted = path.startswith("/")
+    out: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if out and out[-1] != "..":
+                out.pop()
+            elif not rooted:
+                out.append("..")
+            continue
+        out.append(part)
+    cleaned = ("/" if rooted else "") + "/".join(out)
+    return cleaned or ("/" if rooted else ".")
+
+
+def go_escape_path(path: str) -> str:
+    """Go's URL.EscapedPath for a path gin has rewritten (RawPath no longer applies)."""
+    from urllib.parse import quote
+
+    return quote(path.encode("utf-8", "surrogateescape"), safe=_GO_PATH_SAFE)
+
+
+def redirect_location(path: str, why: str, forwarded_prefix: str | None, query: str) -> str:
+    """The Location of gin's trailing-slash / fixed-path redirect: `redirectRequest` ->
+    `http.Redirect(req.URL.String())`. The decoded path is escaped again (a `%0D%0A` in the request
+    never becomes a raw CR LF in a header, `%5C` stays `%5C`), cleaned with a trailing slash kept,
+    and never starts with `//` (a protocol-relative URL would leave the site)."""
+    if why == "trailing slash":
+        prefix = go_path_clean(forwarded_prefix or "")
+        if prefix != ".":
+            prefix = _PREFIX_REPEATED_SLASH.sub("/", _PREFIX_UNSAFE.sub("", prefix))
+            path = prefix + "/" + path
+    url = go_escape_path(path)
+    trailing = url.endswith("/")
+    url = go_path_clean(url)
+    if trailing and not url.endswith("/"):
+        url += "/"
+    if not url.startswith("/"):
+        url = "/" + url
+    return url + (f"?{_query_safe(query)}" if query else "")
+
+
+def _query_safe(query: str) -> str:
+    """The raw query as it came in the request line (it cannot hold CR, LF or spaces there);
+    anything that could break a header line is escaped all the same."""
+    return re.sub(r"[\x00-\x20\x7f]", lambda m: "%%%02X" % ord(m.group(0)), query)
 
 
 def build_routes(config: GatewayConfig, debug: bool) -> tuple[list[Route], list[str]]:
@@ -134,12 +192,7 @@ class Pipeline:
         return respond.not_found(router), trace
 
     def _redirect_location(self, req: IncomingRequest, match: Redirect) -> str:
-        location = match.location_path
-        prefix = req.header("X-Forwarded-Prefix")
-        if match.why == "trailing slash" and prefix:
-            # gin redirectTrailingSlash prepends a cleaned X-Forwarded-Prefix
-            location = "/" + prefix.strip("/") + location if prefix.strip("/") else location
-        return location + (f"?{req.query}" if req.query else "")
+        return redirect_location(match.location_path, match.why, req.header("X-Forwarded-Prefix"), req.query)
 
     async def _matched(self, req: IncomingRequest, match: Match, trace: Trace, depth: int) -> tuple[Reply, Trace]:
         target = match.route.target

@@ -168,7 +168,7 @@ def bytes_unquote(text: str) -> str:
             out.append(int(text[i + 1:i + 3], 16))
             i += 3
         else:
-            out += text[i].encode("utf-8")
+            out += text[i].encode("utf-8", "surrogateescape")  # a decoded invalid UTF-8 byte stays that byte
             i += 1
     return out.decode("utf-8", "surrogateescape")
 

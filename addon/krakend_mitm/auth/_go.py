@@ -246,6 +246,24 @@ def go_json_loads(data: bytes | str, *, allow_trailing: bool = False) -> tuple[A
     return value, None
 
 
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """True when a decoded JSON value nests arrays/objects deeper than `limit` levels (a scalar is
+    depth 0, `[]` and `{}` depth 1). Iterative, so any depth the decoder produced is safe to check."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
 def duplicate_key(obj: Any) -> str | None:
     """The first repeated member name of this object (not of nested ones), or None."""
     if isinstance(obj, _DupDict):

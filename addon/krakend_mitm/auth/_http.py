@@ -6,12 +6,17 @@ from __future__ import annotations
 import hashlib
 import socket
 import ssl
+import threading
 import time
+import warnings
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import InsecureRequestWarning
 
 from krakend_mitm.auth.jwks import FetchError, FetchRequest, FetchResponse, TLSOptions
 
@@ -121,10 +126,109 @@ def make_context(tls: TLSOptions) -> ssl.SSLContext:
     return ctx
 
 
+# ---------------------------------------------------------------------------------------------
+# The overall deadline. requests' timeouts bound each socket operation, not the download: an IdP
+# that drips one byte every few seconds (headers or body) would hold a worker thread for as long
+# as it likes, and four such downloads would starve every other key set. Each fetch therefore arms
+# a timer that shuts down every socket the download opened or reused when the deadline passes.
+
+
+class _Deadline:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.fired = False
+
+    def track(self, sock: Any) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            fired = self.fired
+        if fired:
+            _shutdown(sock)
+
+    def fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+
+def _shutdown(sock: Any) -> None:
+    try:
+        # the plain socket method: SSLSocket.shutdown would also drop the TLS object under the reader
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except (OSError, TypeError, ValueError):
+        pass
+
+
+_current = threading.local()
+
+
+def _track(sock: Any) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None and sock is not None:
+        deadline.track(sock)
+
+
+class _TrackedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _track(sock)
+        return sock
+
+
+class _TrackedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _track(sock)
+        return sock
+
+
+class _TrackedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        _track(getattr(conn, "sock", None))  # a reused keep-alive connection
+        return conn
+
+
+class _TrackedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        _track(getattr(conn, "sock", None))
+        return conn
+
+
+_TRACKED_POOLS = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+
+class _PlainAdapter(HTTPAdapter):
+    """http:// JWKS URLs: no TLS options, but the same deadline tracking."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(max_retries=0, **kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_TRACKED_POOLS)
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = dict(_TRACKED_POOLS)
+        return manager
+
+
 class _Adapter(HTTPAdapter):
     def __init__(self, context: ssl.SSLContext, insecure: bool, **kwargs: Any):
         self._context = context
         self._insecure = insecure
+        if insecure:
+            # disable_jwk_security is reported once at start-up; urllib3 would repeat it on every refresh
+            warnings.filterwarnings("ignore", category=InsecureRequestWarning)
         super().__init__(max_retries=0, **kwargs)
 
     def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
@@ -138,10 +242,13 @@ class _Adapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_TRACKED_POOLS)
 
     def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
         kwargs["ssl_context"] = self._context
-        return super().proxy_manager_for(proxy, **kwargs)
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = dict(_TRACKED_POOLS)
+        return manager
 
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         # the SSL context decides; keep requests from overriding it with its own CA bundle
@@ -157,7 +264,7 @@ def make_session(tls: TLSOptions) -> requests.Session:
     session.max_redirects = 10  # as Go's http.Client
     adapter = _Adapter(make_context(tls), tls.insecure)
     session.mount("https://", adapter)
-    session.mount("http://", HTTPAdapter(max_retries=0))
+    session.mount("http://", _PlainAdapter())
     return session
 
 
@@ -210,11 +317,30 @@ def go_error_text(url: str, exc: BaseException) -> tuple[str, str | None]:
 
 
 def fetch(session: requests.Session, request: FetchRequest) -> FetchResponse:
-    """GET the JWKS with a deadline and a size cap. Raises FetchError."""
+    """GET the JWKS with an overall deadline (`request.timeout`, covering connect, TLS, redirects,
+    headers and body) and a size cap. Raises FetchError."""
     url = request.url
     if not (url.startswith("http://") or url.startswith("https://")):
         scheme = url.split(":", 1)[0] if ":" in url else ""
         raise FetchError(f'Get "{url}": unsupported protocol scheme "{scheme}"')
+    watchdog = _Deadline()
+    timer = threading.Timer(request.timeout, watchdog.fire)
+    timer.daemon = True
+    _current.deadline = watchdog
+    timer.start()
+    try:
+        return _fetch(session, request, watchdog)
+    finally:
+        timer.cancel()
+        _current.deadline = None
+
+
+def _deadline_error(url: str, phase: str) -> FetchError:
+    return FetchError(f'Get "{url}": context deadline exceeded (Client.Timeout {phase})', reason_id="jwks_timeout")
+
+
+def _fetch(session: requests.Session, request: FetchRequest, watchdog: _Deadline) -> FetchResponse:
+    url = request.url
     deadline = time.monotonic() + request.timeout
     try:
         response = session.get(
@@ -225,6 +351,8 @@ def fetch(session: requests.Session, request: FetchRequest) -> FetchResponse:
             allow_redirects=True,
         )
     except Exception as exc:  # noqa: BLE001
+        if watchdog.fired:
+            raise _deadline_error(url, "exceeded while awaiting headers") from None
         message, reason = go_error_text(url, exc)
         raise FetchError(message, reason_id=reason) from None
     try:
@@ -248,8 +376,12 @@ def fetch(session: requests.Session, request: FetchRequest) -> FetchResponse:
         except FetchError:
             raise
         except Exception as exc:  # noqa: BLE001
+            if watchdog.fired:
+                raise _deadline_error(url, "or context cancellation while reading body") from None
             message, reason = go_error_text(url, exc)
             raise FetchError(message, reason_id=reason) from None
+        if watchdog.fired and time.monotonic() > deadline:
+            raise _deadline_error(url, "or context cancellation while reading body")
         return FetchResponse(status=response.status_code, content_type=content_type, body=bytes(body))
     finally:
         response.close()

@@ -27,6 +27,8 @@ MSG_ROLES = "Token sent by client does not have sufficient roles"
 MSG_SCOPES = "Token sent by client does not have the required scopes"
 
 _INT64_MIN = -(1 << 63)
+MAX_JSON_DEPTH = 32  # same bound as the header's (jws.MAX_JSON_DEPTH); see SECURITY.md
+_DEPTH_MESSAGE = f"the token's claims nest deeper than {MAX_JSON_DEPTH} levels"
 
 
 class ClaimsError(ValueError):
@@ -65,11 +67,16 @@ def decode_payload(payload: bytes) -> tuple[dict, RegisteredClaims]:
     where go-jose's Audience decoder refuses it); a repeated top-level member name is refused.
     Error precedence follows Go's decoder: the first decoder error in document order aborts
     (aud/exp/nbf/iat, duplicate names); plain type mismatches (iss/sub/jti) are reported only if
-    nothing aborted."""
+    nothing aborted. Claims nesting deeper than MAX_JSON_DEPTH are refused (reason id
+    `token_json_depth`, the gateway's own limit; see SECURITY.md)."""
     try:
         value, members = _go.go_json_loads(payload)
     except _go.GoJSONError as err:
+        if str(err) == "exceeded max depth":
+            raise ClaimsError(_DEPTH_MESSAGE, "token_json_depth") from None
         raise ClaimsError(str(err)) from None
+    if _go.nesting_exceeds(value, MAX_JSON_DEPTH):
+        raise ClaimsError(_DEPTH_MESSAGE, "token_json_depth")
     if value is None:
         return {}, RegisteredClaims()
     if not isinstance(value, dict):

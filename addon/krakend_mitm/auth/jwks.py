@@ -45,6 +45,11 @@ MSG_CONTENT_TYPE = "should have a JSON content type for JWKS endpoint"
 MSG_UNSUPPORTED_KEY = "go-jose/go-jose: unsupported key type/format"
 MSG_CRYPTO = "go-jose/go-jose: error in cryptographic primitive"
 
+# Limits of a downloaded JWK Set (SECURITY.md "Limits"); KrakenD has none of them.
+MAX_JWKS_BYTES = 4 * 1024 * 1024  # body size, checked while streaming (reason id `jwks_too_large`)
+MAX_JWKS_KEYS = 100  # keys in one set, checked before any key is built (reason id `jwks_too_many_keys`)
+FETCH_TIMEOUT = 10.0  # seconds for the whole download: connect, TLS, redirects, headers, body (`jwks_timeout`)
+
 
 # =============================================================================================
 # JWK parsing
@@ -267,10 +272,11 @@ def _thumbprint(value: str | None, size: int, name: str) -> bytes:
     return data
 
 
-def parse_jwk_set(body: bytes | str, *, allow_trailing: bool = True) -> tuple[JWKEntry, ...]:
+def parse_jwk_set(body: bytes | str, *, allow_trailing: bool = True, max_keys: int | None = None) -> tuple[JWKEntry, ...]:
     """Parse a JWK Set document as go-auth0 does (`json.NewDecoder(body).Decode(&jwks)`): data after
     the first JSON value is ignored, the `keys` member name matches case-insensitively, one bad key
-    fails the whole set, and an empty `keys` array is `no Keys has been found`."""
+    fails the whole set, and an empty `keys` array is `no Keys has been found`. With `max_keys`, a
+    set of more keys is refused before any key is built (reason id `jwks_too_many_keys`)."""
     try:
         doc, members = _go.go_json_loads(body, allow_trailing=allow_trailing)
     except _go.GoJSONError as err:
@@ -289,6 +295,9 @@ def parse_jwk_set(body: bytes | str, *, allow_trailing: bool = True) -> tuple[JW
         raise JWKSetError(
             f"json: cannot unmarshal {_go.go_kind(keys)} into Go struct field JSONWebKeySet.keys of type []jose.JSONWebKey"
         )
+    if max_keys is not None and len(keys) > max_keys:
+        raise JWKSetError(f"the JWK set has {len(keys)} keys, more than the gateway's limit of {max_keys}",
+                          reason_id="jwks_too_many_keys")
     entries = []
     for item in keys:
         try:
@@ -406,6 +415,10 @@ class KeyLookup:
     reason_id: str | None = None
     source: str = ""
     status: int = 401
+    # True when the id was missing and the unknown-kid rate limit allowed no download for it: the
+    # IdP was not asked, so a failed-kid cooldown should not record this miss (KrakenD would have
+    # downloaded the set here).
+    rate_limited: bool = False
 
 
 class KeySetHandle:
@@ -415,6 +428,10 @@ class KeySetHandle:
 
     async def lookup(self, key_id: str) -> KeyLookup:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def peek(self, key_id: str) -> JWKEntry | None:
+        """The key if it is available right now, without downloading anything."""
+        return None
 
     def describe(self) -> dict:  # pragma: no cover - interface
         return {}
@@ -430,6 +447,9 @@ class LocalKeySet(KeySetHandle):
         self._count = len(entries)
         self._jwk_url = jwk_url
         self.source = f"file:{path}"
+
+    def peek(self, key_id: str) -> JWKEntry | None:
+        return self._index.get(key_id)
 
     async def lookup(self, key_id: str) -> KeyLookup:
         entry = self._index.get(key_id)
@@ -523,6 +543,13 @@ class _RemoteKeySet(KeySetHandle):
         if self._inflight is not None:
             await self._await_inflight()
             fetched = True
+            if self.peek(strategy, key_id) is None:
+                # The download joined here started before this request arrived, possibly before the
+                # IdP published the key (rotation): ask once more, sharing and rate limiting as usual.
+                if self._inflight is not None:
+                    await self._await_inflight()
+                elif self._limiter.take():
+                    await self._await_inflight(self._start_fetch("unknown key id"))
         elif self.last_attempt is None or self._limiter.take():
             # the very first download (no warm-up yet) is not rate limited
             await self._await_inflight(self._start_fetch("unknown key id" if self._snapshot else "first use"))
@@ -543,7 +570,7 @@ class _RemoteKeySet(KeySetHandle):
             return KeyLookup(None, MSG_KEY_NOT_FOUND, source=self.source)
         if fetched and self.last_error is not None and self.failures:
             return KeyLookup(None, self.last_error.message, reason_id=self.last_error.reason_id, source=self.source)
-        return KeyLookup(None, MSG_KEY_NOT_FOUND, source=self.source)
+        return KeyLookup(None, MSG_KEY_NOT_FOUND, source=self.source, rate_limited=not fetched)
 
     async def _await_inflight(self, fut: asyncio.Future | None = None) -> None:
         fut = fut or self._inflight
@@ -596,7 +623,7 @@ class _RemoteKeySet(KeySetHandle):
                 raise FetchError(f"JWKS response larger than {store.max_body_bytes} bytes", reason_id="jwks_too_large")
             try:
                 # JSON decoding and key construction of a large set stay off the event loop too
-                entries = await store._run_in_thread(parse_jwk_set, response.body)
+                entries = await store._run_in_thread(_parse_remote_set, response.body, store.max_keys)
             except JWKSetError as err:
                 raise FetchError(err.message, reason_id=err.reason_id) from None
         except asyncio.CancelledError:
@@ -702,6 +729,10 @@ class _RemoteKeySet(KeySetHandle):
         }
 
 
+def _parse_remote_set(body: bytes, max_keys: int) -> tuple[JWKEntry, ...]:
+    return parse_jwk_set(body, max_keys=max_keys)
+
+
 class _EndpointKeys(KeySetHandle):
     """A remote set seen through one endpoint's `key_identify_strategy`."""
 
@@ -712,6 +743,9 @@ class _EndpointKeys(KeySetHandle):
 
     async def lookup(self, key_id: str) -> KeyLookup:
         return await self._remote.lookup_for(self._strategy, key_id)
+
+    def peek(self, key_id: str) -> JWKEntry | None:
+        return self._remote.peek(self._strategy, key_id)
 
     def describe(self) -> dict:
         return self._remote.describe()
@@ -754,8 +788,9 @@ class KeyStore:
         *,
         url_map: tuple[str, ...] | list[str] = (),
         max_staleness: float = 24 * 3600.0,
-        fetch_timeout: float = 10.0,
-        max_body_bytes: int = 4 * 1024 * 1024,
+        fetch_timeout: float = FETCH_TIMEOUT,
+        max_body_bytes: int = MAX_JWKS_BYTES,
+        max_keys: int = MAX_JWKS_KEYS,
         refetch_burst: int = 3,
         refetch_interval: float = 10.0,
         retry_base: float = 2.0,
@@ -770,6 +805,7 @@ class KeyStore:
         self.max_staleness = float(max_staleness)
         self.fetch_timeout = float(fetch_timeout)
         self.max_body_bytes = int(max_body_bytes)
+        self.max_keys = int(max_keys)
         self.refetch_burst = int(refetch_burst)
         self.refetch_interval = float(refetch_interval)
         self.retry_base = float(retry_base)

@@ -27,6 +27,18 @@ MSG_TOKEN_NOT_FOUND = "Token not found"
 MSG_ALG_INVALID = "algorithm is invalid"
 MSG_THREE_PARTS = "go-jose/go-jose: compact JWS format must have three parts"
 
+# Limits (SECURITY.md "Limits"). KrakenD has neither; both are refusals of the gateway's own.
+MAX_TOKEN_LENGTH = 16 * 1024
+"""Longest token (characters, after `Bearer ` is stripped, before any parsing) the gateway looks at.
+16 KiB is twice the 8 KiB header buffers common in front of gateways (nginx, many CDNs) and the
+per-header limit of AWS ALB, so a longer token could not reach production anyway; Descope session
+tokens are 1-3 KiB, browser cookies are capped at 4 KiB. Reason id `token_too_large`."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays/objects accepted in a token's header or payload (Go allows 10000).
+Real claims nest 3-4 levels (`tenants.<id>.roles`); the bound keeps every later step that walks
+claims (logging, `propagate_claims`, `{JWT.x}` rendering, mitmweb metadata) far from Python's
+recursion limit. Reason id `token_json_depth`."""
+
 
 class JWSError(ValueError):
     """A token go-jose refuses. `message` is go-jose's text (without `Unable to validate the
@@ -145,11 +157,25 @@ def _decode_segment(segment: str) -> bytes:
     return data
 
 
-def _parse_header(raw: bytes) -> dict:
+def _depth_error() -> JWSError:
+    return JWSError(f"the token's JSON nests deeper than {MAX_JSON_DEPTH} levels", "token_json_depth",
+                    gateway_only=True)
+
+
+def _load_json(raw: bytes | str) -> tuple[Any, Any]:
     try:
-        header, _members = _go.go_json_loads(raw)
+        value, members = _go.go_json_loads(raw)
     except _go.GoJSONError as err:
+        if str(err) == "exceeded max depth":
+            raise _depth_error() from None
         raise JWSError(str(err)) from None
+    if _go.nesting_exceeds(value, MAX_JSON_DEPTH):
+        raise _depth_error()
+    return value, members
+
+
+def _parse_header(raw: bytes) -> dict:
+    header, _members = _load_json(raw)
     if header is None:
         return {}
     if not isinstance(header, dict):
@@ -179,7 +205,11 @@ def _sanitize_header(header: dict) -> None:
 
 
 def parse_jws(token: str) -> ParsedJWS:
-    """go-jose v3 `jwt.ParseSigned` (no verification)."""
+    """go-jose v3 `jwt.ParseSigned` (no verification). A token longer than MAX_TOKEN_LENGTH is
+    refused before anything else (reason id `token_too_large`)."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise JWSError(f"the token is longer than {MAX_TOKEN_LENGTH} characters ({len(token)})", "token_too_large",
+                       gateway_only=True)
     text = _go.strip_go_whitespace(token)
     if text.startswith("{"):
         return _parse_json_serialization(text)
@@ -206,10 +236,7 @@ def _json_bytes(obj: dict, name: str) -> bytes | None:
 
 
 def _parse_json_serialization(text: str) -> ParsedJWS:
-    try:
-        doc, _members = _go.go_json_loads(text)
-    except _go.GoJSONError as err:
-        raise JWSError(str(err)) from None
+    doc, _members = _load_json(text)
     if not isinstance(doc, dict):
         raise JWSError(f"json: cannot unmarshal {_go.go_kind(doc)} into Go value of type jose.rawJSONWebSignature")
     dup = _go.duplicate_key(doc)
@@ -360,7 +387,7 @@ def verify_signature(parsed: ParsedJWS, alg: str, key: JWKEntry) -> None:
 
 
 __all__ = [
-    "ALGORITHMS", "Extracted", "JWSError", "ParsedJWS", "MSG_ALG_INVALID", "MSG_CRYPTO", "MSG_TOKEN_NOT_FOUND",
+    "ALGORITHMS", "Extracted", "JWSError", "MAX_JSON_DEPTH", "MAX_TOKEN_LENGTH", "ParsedJWS", "MSG_ALG_INVALID", "MSG_CRYPTO", "MSG_TOKEN_NOT_FOUND",
     "MSG_UNSUPPORTED_KEY", "cookie_value", "extract_token", "header_policy", "parse_jws", "token_key_id",
     "verify_signature",
 ]

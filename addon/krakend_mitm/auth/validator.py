@@ -9,6 +9,11 @@ key lookup -> signature -> registered claims -> Descope rules -> roles (403/500)
 -> `propagate_claims`. The first failure decides. Every rejection is logged at INFO (ERROR with
 `operation_debug`, as KrakenD) as `[ENDPOINT: <path>][JWTValidator] <message>`; the gateway's own
 refusals carry their reason id. Tokens and signatures are never logged.
+
+A token seen before skips parsing, the header rules, the signature check and payload decoding
+through the process-wide verified-token cache (token_cache.py); the key lookup and every check
+after the signature still run on each request. The security argument is the comment above
+`EndpointValidator.authenticate`.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from krakend_mitm.auth.jws import (
     token_key_id,
     verify_signature,
 )
+from krakend_mitm.auth.token_cache import TokenCache, VerifiedToken, shared_cache
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +69,9 @@ class Verdict:
     propagate  (canonical header name, values) to SET on the backend request, replacing what the
                client sent; an empty tuple means "remove the header". Only on success.
     details  for the explain command / mitmweb: check (which step decided), token_source, header,
-             kid, key_source, signature_verified, claims (when decoded). Never the token or signature.
+             kid, key_source, signature_verified, token_cache ("hit" when the signature check was
+             skipped), claims (when decoded). Never the token or signature.
+    verified the verified-token cache entry of an accepted token (memoizes `url_values`), else None.
     """
 
     status: int
@@ -72,10 +80,33 @@ class Verdict:
     claims: dict | None = None
     propagate: Propagation = ()
     details: dict = field(default_factory=dict)
+    verified: VerifiedToken | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
         return self.status == 200
+
+
+_new_object = object.__new__
+
+
+def _accepted(claims: dict, propagate: Propagation, details: dict, verified: VerifiedToken | None) -> Verdict:
+    """`Verdict(200, "", None, claims, propagate, details, verified)`, built without the frozen
+    dataclass's per-field `object.__setattr__` calls (the hot path of every accepted request)."""
+    verdict = _new_object(Verdict)
+    fields = verdict.__dict__
+    fields["status"] = 200
+    fields["message"] = ""
+    fields["reason_id"] = None
+    fields["claims"] = claims
+    fields["propagate"] = propagate
+    fields["details"] = details
+    fields["verified"] = verified
+    return verdict
+
+
+def _render_url_values(claims: dict) -> dict[str, str]:
+    return {f"JWT.{name}": render_claim_for_url(value) for name, value in claims.items()}
 
 
 class _StaticError(KeySetHandle):
@@ -105,6 +136,9 @@ def _safe_header(header: dict | None) -> dict:
     return {str(k)[:64]: _short(v) for k, v in (header or {}).items()}
 
 
+_SHARED_CACHE = object()  # sentinel: "use the process-wide token cache"
+
+
 class EndpointValidator:
     """The validator of one endpoint, built once from its `ValidatorSpec`.
 
@@ -115,12 +149,16 @@ class EndpointValidator:
                (the seam for `auth/revoker` / `validation/cel`), checked before roles
     log_startup  log the start-up lines of spec §3 now; they are always kept in `startup_lines`
                as (level, text) for callers that report them themselves
+    token_cache  the verified-token cache (default: the process-wide one, see token_cache.py);
+               None disables it
     """
 
     def __init__(self, spec: ValidatorSpec, keystore: KeyStore | None, *, endpoint_path: str,
                  clock: Callable[[], float] = time.time, cooldown_entries: int = 10_000,
-                 rejecter: Callable[[dict], bool] | None = None, log_startup: bool = True):
+                 rejecter: Callable[[dict], bool] | None = None, log_startup: bool = True,
+                 token_cache: TokenCache | None | object = _SHARED_CACHE):
         self.spec = spec
+        self.token_cache: TokenCache | None = shared_cache() if token_cache is _SHARED_CACHE else token_cache  # type: ignore[assignment]
         self.endpoint_path = endpoint_path
         self._prefix = f"[ENDPOINT: {endpoint_path}][JWTValidator] "
         self._clock = clock
@@ -130,8 +168,11 @@ class EndpointValidator:
         self._rejecter = rejecter
         self._fail: Verdict | None = None
         self.keys: KeySetHandle | None = None
+        self._peek: Callable[[str], JWKEntry | None] | None = None
         self.startup_lines: list[tuple[int, str]] = []
         self._log_startup = log_startup
+        self._header_lname = (spec.auth_header_name or "Authorization").lower()
+        self._header_source = f"header:{spec.auth_header_name or 'Authorization'}"
 
         if spec.broken is not None:
             message = f"Unable to parse the configuration: {spec.broken}"
@@ -145,10 +186,12 @@ class EndpointValidator:
             return
 
         self.keys = self._key_source(keystore)
+        self._peek = getattr(self.keys, "peek_key", None)
         self._roles = RolesCheck(spec.roles, spec.roles_key, spec.roles_key_is_nested)
         self._scopes = ScopesCheck(spec.scopes, spec.scopes_key, spec.scopes_matcher)
         self._propagator = Propagator(spec.propagate_claims, spec.propagate_claims_preserve_array, endpoint_path)
         self._log_extra = tuple(k for k in (spec.roles_key, spec.scopes_key) if k)
+        self._propagate = self._propagator.active
 
         if spec.nested_roles:
             self._startup(logging.DEBUG, f"Roles will be matched against the nested key: '{spec.roles_key}'")
@@ -211,24 +254,108 @@ class EndpointValidator:
         return PREFIX_INVALID + err.message
 
     def _verify_signature(self, parsed: ParsedJWS, key: JWKEntry) -> None:
-        """The signature step; a verified-token cache can wrap this method."""
+        """The signature step (raises JWSError). Only reached when the verified-token cache has no
+        proof for this exact token, this alg and this very key object; see `authenticate`."""
         verify_signature(parsed, self.spec.alg, key)
+
+    # The verified-token cache: security argument.
+    #
+    # What a hit skips: parsing, the gateway's header rules, the signature check and the payload
+    # decoding. All four are pure functions of the token string (and, for the signature, of the
+    # configured alg and the key), so their outcome for the same inputs is the same every time.
+    #
+    # * Keyed by the exact token string as extracted. A tampered, re-encoded or re-padded token is
+    #   another string and misses: it is parsed and verified from scratch. Dict lookups compare the
+    #   whole string, not just its hash.
+    # * Only successes are stored: an entry is created after the signature verified *and* the
+    #   payload decoded; a failed check never creates or refreshes an entry.
+    # * Bound to the validator config and the key: an entry records the (alg, key object) pairs its
+    #   signature verified with. A hit still checks this endpoint's `alg` against the token header,
+    #   computes the key id with this endpoint's `key_identify_strategy`, applies the failed-kid
+    #   cooldown and looks the key up in this endpoint's key set on every request. The cached proof
+    #   is used only if that lookup returns the very same key object (identity, not equality) under
+    #   the same alg. A key that left the set (rotation), a set too stale to use (`jwks_stale`) or an
+    #   unknown kid fails the lookup: the request is refused exactly as without the cache and the
+    #   entry is dropped. A key re-downloaded or replaced under the same kid is a new object: the
+    #   signature is verified again against it (and the entry dropped if that fails).
+    # * Re-evaluated on every request, hit or not: `exp`/`nbf`/`iat` with the leeway against the
+    #   clock, `iss`, `aud`, the Descope rules, the rejecter, roles, scopes and `propagate_claims`
+    #   of *this* endpoint. A token cached by one endpoint gains nothing on another one but the
+    #   skipped signature work.
+    # * Bounded: an LRU of `capacity` entries (default 10,000); eviction only costs a
+    #   re-verification. Cached claims are shared between requests and must be treated as read-only.
+    # * A hit answers faster than a miss, which tells a client only whether a token it already holds
+    #   was recently presented; nothing about other tokens or keys.
 
     async def authenticate(self, headers: Iterable[tuple[str, str]]) -> Verdict:
         """Validate the request whose headers (original case and order) are given."""
         if self._fail is not None:
             logger.log(self._level, self._prefix + self._fail.message)
             return replace(self._fail, details=dict(self._fail.details))
+        found = self._extract(headers)
+        if found is None:
+            return self._reject(401, PREFIX_INVALID + MSG_TOKEN_NOT_FOUND, None, {"check": "extract"})
+        token, source = found
+        cache = self.token_cache
+        entry = cache.get(token) if cache is not None else None
+        if entry is None:
+            return await self._authenticate_full(token, source, None)
+
+        # The hit path: this exact token's signature was verified before. Whatever is not a pure
+        # function of the token is checked again; anything unusual (another alg, a kid in cooldown,
+        # a different key object) goes to the full path, which decides as if there were no cache.
+        spec = self.spec
+        header = entry.header
+        key_id = entry.key_ids.get(spec.key_identify_strategy)
+        if header.get("alg") != spec.alg or key_id is None or (
+                spec.failed_jwk_key_cooldown and key_id in self._failed_ids):
+            return await self._authenticate_full(token, source, entry)
+        # The key is looked up on every request: rotation and staleness apply to cached tokens too.
+        # `peek_key(key_id)` (optional on a key set handle) answers a usable cached key synchronously,
+        # or None when `lookup` has more to say (unknown id, stale set, a download to wait for).
+        peek = self._peek
+        key = peek(key_id) if peek is not None else None
+        if key is not None:
+            details = {"check": "key", "token_source": source, "header": entry.safe_header,
+                       "token_cache": "hit", "kid": key_id, "key_source": self.keys.source}  # type: ignore[union-attr]
+        else:
+            lookup = await self.keys.lookup(key_id)  # type: ignore[union-attr]
+            details = {"check": "key", "token_source": source, "header": entry.safe_header, "token_cache": "hit",
+                       "kid": key_id, "key_source": lookup.source or self.keys.source}  # type: ignore[union-attr]
+            key = lookup.key
+            if key is None:
+                cache.drop(token)  # type: ignore[union-attr]  # its key left the set, or the set is unusable
+                return self._key_failure(lookup, key_id, details, header)
+        if not entry.verified_with(spec.alg, key):
+            # a new key object (re-download, key replaced under the same kid): verify again
+            return await self._authenticate_full(token, source, entry)
+        details["signature_verified"] = True
+        return self._check_claims(entry.claims, entry.registered, entry.descope, details, header, entry)
+
+    def _extract(self, headers: Iterable[tuple[str, str]]) -> tuple[str, str] | None:
+        """`extract_token` with a fast path for the common case, a non-empty auth header; the same
+        result in every case (the first header of that name decides; cookies only without it)."""
+        if not isinstance(headers, (list, tuple)):
+            headers = list(headers)
+        lname = self._header_lname
+        for name, value in headers:
+            if name.lower() == lname:
+                raw = value.strip(" \t")
+                if not raw:
+                    break
+                # a stripped value starting with "bearer " has more than 7 characters, hence bytes
+                if raw[:7].lower() == "bearer ":
+                    raw = raw[7:]
+                return raw, self._header_source
         spec = self.spec
         extracted = extract_token(headers, spec.auth_header_name, spec.cookie_key)
-        details: dict[str, Any] = {"check": "extract"}
-        if extracted is None:
-            return self._reject(401, PREFIX_INVALID + MSG_TOKEN_NOT_FOUND, None, details)
-        details["token_source"] = extracted.source
+        return None if extracted is None else (extracted.token, extracted.source)
 
-        details["check"] = "parse"
+    async def _authenticate_full(self, token: str, source: str, previous: VerifiedToken | None) -> Verdict:
+        spec = self.spec
+        details: dict[str, Any] = {"check": "parse", "token_source": source}
         try:
-            parsed = parse_jws(extracted.token)
+            parsed = parse_jws(token)
         except JWSError as err:
             return self._reject(401, self._jws_message(err), err.reason_id, details)
         header = parsed.header
@@ -256,21 +383,19 @@ class EndpointValidator:
                 return self._reject(401, PREFIX_INVALID + "no Keys have been found", None, details, header=header)
         lookup = await self.keys.lookup(key_id)  # type: ignore[union-attr]
         details["key_source"] = lookup.source or details["key_source"]
-        if lookup.key is None:
-            if cooldown:
-                self._remember_failure(key_id)
-            message = lookup.error or "no Keys have been found"
-            if lookup.status == 500 or message.startswith("Token rejected"):
-                text = message
-            else:
-                text = PREFIX_INVALID + message
-            return self._reject(lookup.status, text, lookup.reason_id, details, header=header)
+        key = lookup.key
+        if key is None:
+            if previous is not None:
+                self.token_cache.drop(token)  # type: ignore[union-attr]
+            return self._key_failure(lookup, key_id, details, header)
 
         details["check"] = "signature"
         details["signature_verified"] = False
         try:
-            self._verify_signature(parsed, lookup.key)
+            self._verify_signature(parsed, key)
         except JWSError as err:
+            if previous is not None:
+                self.token_cache.drop(token)  # type: ignore[union-attr]
             return self._reject(401, self._jws_message(err), err.reason_id, details, header=header)
         details["signature_verified"] = True
 
@@ -279,6 +404,34 @@ class EndpointValidator:
             claims, registered = decode_payload(parsed.payload)
         except ClaimsError as err:
             return self._reject(401, PREFIX_INVALID + err.message, err.reason_id, details, header=header)
+        rule = descope_policy(claims)
+        cache = self.token_cache
+        entry = None
+        if cache is not None:
+            # only now: the signature verified with `key` under the configured alg, and the payload decoded
+            safe = details["header"]
+            entry = VerifiedToken(header, header if safe == header else safe, claims, registered, rule, spec.alg, key)
+            entry.key_ids[spec.key_identify_strategy] = key_id
+            if previous is not None:
+                entry.inherit(previous)
+            cache.put(token, entry)
+        return self._check_claims(claims, registered, rule, details, header, entry)
+
+    def _key_failure(self, lookup: KeyLookup, key_id: str, details: dict, header: dict) -> Verdict:
+        if self.spec.failed_jwk_key_cooldown:
+            self._remember_failure(key_id)
+        message = lookup.error or "no Keys have been found"
+        if lookup.status == 500 or message.startswith("Token rejected"):
+            text = message
+        else:
+            text = PREFIX_INVALID + message
+        return self._reject(lookup.status, text, lookup.reason_id, details, header=header)
+
+    def _check_claims(self, claims: dict, registered: Any, rule: tuple[str, str] | None, details: dict,
+                      header: dict, entry: VerifiedToken | None) -> Verdict:
+        """Everything after the signature, on every request, hit or miss: time claims with the
+        leeway, iss, aud, the Descope rules, the rejecter, roles, scopes, propagate_claims."""
+        spec = self.spec
         details["claims"] = claims
         failure = validate_registered(registered, issuer=spec.issuer, audience=spec.audience,
                                       leeway=spec.leeway, now=self._clock())
@@ -286,9 +439,8 @@ class EndpointValidator:
             details["check"] = failure[0]
             return self._reject(401, PREFIX_INVALID + failure[1], None, details, claims, header)
 
-        details["check"] = "descope"
-        rule = descope_policy(claims)
         if rule is not None:
+            details["check"] = "descope"
             reason, detail = rule
             return self._reject(401, f"{MSG_REJECTED} ({reason}): {detail}", reason, details, claims, header)
 
@@ -297,26 +449,37 @@ class EndpointValidator:
             if self._rejecter(claims):
                 return self._reject(401, MSG_REJECTED, None, details, claims, header)
 
-        details["check"] = "roles"
         decision = self._roles(claims)
         if decision.status != 200:
+            details["check"] = "roles"
             return self._reject(decision.status, decision.message, None, details, claims, header)
 
-        details["check"] = "scopes"
         decision = self._scopes(claims)
         if decision.status != 200:
+            details["check"] = "scopes"
             return self._reject(decision.status, decision.message, None, details, claims, header)
 
         details["check"] = "passed"
-        propagate = self._propagator(claims) if self._propagator.active else ()
-        return Verdict(200, "", None, claims, propagate, details)
+        return _accepted(claims, self._propagator(claims) if self._propagate else (), details, entry)
 
-    def url_values(self, verdict: Verdict) -> dict[str, str]:
+    def url_values(self, verdict: Verdict, names: Iterable[str] | None = None) -> dict[str, str]:
         """`{"JWT.<claim>": text}` for every top-level claim of an accepted verdict, rendered as
-        spec §12 says; a claim missing here leaves its `{JWT.<claim>}` placeholder in the URL."""
-        if not verdict.claims:
+        spec §12 says; a claim missing here leaves its `{JWT.<claim>}` placeholder in the URL.
+        With `names` (the claims an endpoint's `url_pattern`s use), only those are rendered; an
+        empty `names` renders nothing. All claims are rendered once per cached token (a pure
+        function of its claims); treat the dict as read-only."""
+        claims = verdict.claims
+        if not claims:
             return {}
-        return {f"JWT.{name}": render_claim_for_url(value) for name, value in verdict.claims.items()}
+        if names is not None:
+            return {f"JWT.{name}": render_claim_for_url(claims[name]) for name in names if name in claims}
+        entry = verdict.verified
+        if entry is not None and entry.claims is claims:
+            values = entry.url_values
+            if values is None:
+                values = entry.url_values = _render_url_values(claims)
+            return values
+        return _render_url_values(claims)
 
     def _remember_failure(self, key_id: str) -> None:
         if len(self._failed_ids) >= self._failed_cap:
