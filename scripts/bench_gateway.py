@@ -600,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
             result.sut_cpu_share = sut / wall if wall else 0.0
             return result
 
-        print(f"load generator: {tool}; load average before: {loadavg()}", flush=True)
+        args.load_before = loadavg()
+        print(f"load generator: {tool}; load average before: {args.load_before}", flush=True)
         # Warm-up once per setup and concurrency, then rounds: every setup once per round, in an order
         # that alternates, so that a slow phase of the (shared, virtual) machine hits all setups alike;
         # ratios to (a) are taken within each round and their median reported.
@@ -689,7 +690,8 @@ def build_report(setups: list[Setup], concurrencies: list[int], args, machine: d
     return {
         "kind": "bench_gateway", "smoke": bool(args.smoke), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "duration_s": args.duration, "warmup_s": args.warmup, "repeat": args.repeat,
-        "machine": machine, "load_average_after": loadavg(), "rss_mib_at_end": rss, "results": results,
+        "machine": machine, "load_average_before": args.load_before, "load_average_after": loadavg(),
+        "rss_mib_at_end": rss, "results": results,
     }
 
 
@@ -723,7 +725,8 @@ def write_markdown(report: dict) -> None:
     section = "\n".join([
         MARK_BEGIN,
         f"Run: {report['date']} — `scripts/bench_gateway.py --duration {report['duration_s']:g} "
-        f"--warmup {report['warmup_s']:g} --repeat {report['repeat']}`; medians of {report['repeat']} runs.",
+        f"--warmup {report['warmup_s']:g} --repeat {report['repeat']}`; medians of {report['repeat']} rounds; "
+        f"load average before/after: {report['load_average_before']} / {report['load_average_after']}.",
         "",
         f"Machine: {m.get('cpu')}, {m.get('cores')} cores, Linux {m.get('kernel')}; Python {m.get('python')}, "
         f"mitmproxy {m.get('mitmproxy')}, PyJWT {m.get('pyjwt')}, cryptography {m.get('cryptography')}, "

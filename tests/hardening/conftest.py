@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from hardening_corpus import ENDPOINTS, attack_config, corpus_keys, hit_prefix
+from hardening_corpus import attack_config, corpus_keys
 from hardening_kit import FaultBackend, KeyServer, closed_port
 
 from krakend_mitm.echo_backend import EchoServer
@@ -50,5 +50,3 @@ def attack_env(tmp_path_factory):
         backend.stop()
         faults.close()
 
-
-__all__ = ["ENDPOINTS", "hit_prefix"]

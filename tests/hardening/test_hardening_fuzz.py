@@ -25,13 +25,12 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from hardening_corpus import AUDIENCE, ISSUER, compact, corpus_keys, js, seg
 from hardening_kit import ROOT
-from jwt_testkit import b64, public_jwk, rsa_key
+from jwt_testkit import b64, public_jwk
 
 from krakend_mitm import config as config_mod
 from krakend_mitm.auth import EndpointValidator, parse_validator

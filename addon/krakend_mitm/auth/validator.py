@@ -158,7 +158,8 @@ class EndpointValidator:
                  rejecter: Callable[[dict], bool] | None = None, log_startup: bool = True,
                  token_cache: TokenCache | None | object = _SHARED_CACHE):
         self.spec = spec
-        self.token_cache: TokenCache | None = shared_cache() if token_cache is _SHARED_CACHE else token_cache  # type: ignore[assignment]
+        self.token_cache: TokenCache | None = (
+            shared_cache() if token_cache is _SHARED_CACHE else token_cache)  # type: ignore[assignment]
         self.endpoint_path = endpoint_path
         self._prefix = f"[ENDPOINT: {endpoint_path}][JWTValidator] "
         self._clock = clock
