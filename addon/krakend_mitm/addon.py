@@ -11,15 +11,18 @@ import asyncio
 import difflib
 import json
 import logging
+import time
 import traceback
 from collections.abc import Sequence
 from typing import Optional
 
 from mitmproxy import command, ctx, exceptions, flow, http
+from mitmproxy.net.http.status_codes import RESPONSES
 
 from krakend_mitm import respond
 from krakend_mitm.errors import ConfigError, describe
 from krakend_mitm.goduration import parse_duration
+from krakend_mitm.heap import TRIM_INTERVAL, HeapTrimmer
 from krakend_mitm.messages import IncomingRequest, Reply, Trace
 from krakend_mitm.pipeline import InvalidRequestPath, decode_path
 from krakend_mitm.runtime import FileStamp, GatewayOptions, Runtime, load_runtime
@@ -37,6 +40,8 @@ class Gateway:
         self.runtime: Runtime | None = None
         self.config_error: str | None = None
         self._watch_task: asyncio.Task | None = None
+        self._trim_task: asyncio.Task | None = None
+        self._heap = HeapTrimmer()
         self._running = False
 
     # ------------------------------------------------------------------ options
@@ -124,12 +129,17 @@ class Gateway:
             self.runtime.start()
         if ctx.options.krakend_watch:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch())
+        if self._heap.available:
+            self._trim_task = asyncio.get_running_loop().create_task(self._trim_heap())
 
     def done(self) -> None:
         self._running = False
         if self._watch_task is not None:
             self._watch_task.cancel()
             self._watch_task = None
+        if self._trim_task is not None:
+            self._trim_task.cancel()
+            self._trim_task = None
         if self.runtime is not None:
             self.runtime.stop()
 
@@ -147,12 +157,19 @@ class Gateway:
 
     async def _watch(self) -> None:
         """Poll the config file; reload on change, keep the last good config on a broken file."""
+        missing = False  # warn once per disappearance, not every second
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             path = ctx.options.krakend_config
             stamp = FileStamp.of(path)
+            if stamp is None:
+                if not missing:
+                    log.warning("config %s is gone; the last good config keeps serving until it is back", path)
+                missing = True
+                continue
+            missing = False
             current = self.runtime.stamp if self.runtime else None
-            if stamp is None or stamp == current:
+            if stamp == current:
                 continue
             try:
                 runtime = await asyncio.to_thread(load_runtime, path, self._gateway_options())
@@ -167,6 +184,14 @@ class Gateway:
             log.info("config %s changed, reloaded", path)
             self._swap(runtime)
 
+    async def _trim_heap(self) -> None:
+        while True:
+            await asyncio.sleep(TRIM_INTERVAL)
+            try:
+                await asyncio.to_thread(self._heap.trim)
+            except Exception:  # never let housekeeping end the gateway
+                log.exception("malloc_trim failed")
+
     # ------------------------------------------------------------------ requests
 
     async def request(self, f: http.HTTPFlow) -> None:
@@ -179,8 +204,7 @@ class Gateway:
             router = self.runtime.config.router if self.runtime else None
             reply = respond.internal_error(router, f"internal gateway error: {e}") if router else Reply(500)
             trace = Trace(outcome="500", reason=f"internal gateway error: {type(e).__name__}: {e}", rejected=True)
-        fields = [(k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape")) for k, v in reply.headers]
-        f.response = http.Response.make(reply.status, reply.body, http.Headers(fields))
+        f.response = to_mitmproxy_response(reply)
         self._annotate(f, trace)
 
     async def _handle(self, f: http.HTTPFlow) -> tuple[Reply, Trace]:
@@ -229,6 +253,17 @@ class Gateway:
     def reload(self) -> None:
         """Reload the KrakenD config now."""
         self.configure({"krakend_config"})
+
+
+def to_mitmproxy_response(reply: Reply) -> http.Response:
+    """The Reply as sent: its body is already the wire body. `Response.make` would re-encode it per
+    its Content-Encoding (a no-op endpoint passing a backend's gzip body through sent it gzipped
+    twice) and costs a second header pass; Content-Length is appended as `make` did."""
+    fields = [(k.encode("utf-8", "surrogateescape"), v.encode("utf-8", "surrogateescape")) for k, v in reply.headers]
+    fields.append((b"content-length", str(len(reply.body)).encode()))
+    now = time.time()
+    return http.Response(b"HTTP/1.1", reply.status, RESPONSES.get(reply.status, "").encode(),
+                         http.Headers(fields), reply.body, None, now, now)
 
 
 def trace_record(trace: Trace) -> dict:

@@ -130,11 +130,22 @@ def run_routing_demo(port: int = 8080, web: bool = False, out=sys.stdout) -> int
         json.dump(demo_config(backend.url, port), f, indent=2)
     sets = ("web_open_browser=false", f"web_port={free_port()}") if web else ()
     gateway = GatewayProcess(gateway_command(config_path, port, web=web, sets=sets), port)
+    banner = f"gateway on http://127.0.0.1:{port}, backend on {backend.url}, config {config_path}"
+    try:
+        return _run_steps(gateway, banner, lambda: (_run_step(step, port, out) for step in STEPS), web, out)
+    finally:
+        backend.stop()
+
+
+def _run_steps(gateway: GatewayProcess, banner: str, steps: Callable, web: bool, out) -> int:
+    """Start the gateway, run the steps (each yields True when it went as KrakenD answers), print
+    the tally; with mitmweb, keep it running for a look at the flows. Always stops the gateway."""
     try:
         gateway.start()
-        print(f"gateway on http://127.0.0.1:{port}, backend on {backend.url}, config {config_path}\n", file=out)
-        failures = sum(not _run_step(step, port, out) for step in STEPS)
-        print(f"\n{len(STEPS) - failures} of {len(STEPS)} steps as KrakenD answers", file=out)
+        print(banner + "\n", file=out)
+        results = list(steps())
+        failures = results.count(False)
+        print(f"\n{len(results) - failures} of {len(results)} steps as KrakenD answers", file=out)
         if web and not failures:
             print(f"mitmweb keeps running (log: {gateway.log_path}); press Ctrl-C to stop", file=out)
             try:
@@ -147,7 +158,6 @@ def run_routing_demo(port: int = 8080, web: bool = False, out=sys.stdout) -> int
         return 1
     finally:
         gateway.stop()
-        backend.stop()
 
 
 def _run_step(step: Step, port: int, out) -> bool:
@@ -205,25 +215,11 @@ def run_descope_demo(port: int = 8080, mock_port: int = 4000, web: bool = False,
     if web:
         sets += ("web_open_browser=false", f"web_port={free_port()}")
     gateway = GatewayProcess(gateway_command(config_path, port, web=web, sets=sets), port)
+    banner = (f"mock Descope on {mock.base_url} (project {mock.project_id}); gateway on http://127.0.0.1:{port} "
+              f"with jwk_url_map https://api.descope.com={mock.base_url}")
     try:
-        gateway.start()
-        print(f"mock Descope on {mock.base_url} (project {mock.project_id}); gateway on http://127.0.0.1:{port} "
-              f"with jwk_url_map https://api.descope.com={mock.base_url}\n", file=out)
-        results = list(_descope_steps(gateway, mock, port, out))
-        failures = results.count(False)
-        print(f"\n{len(results) - failures} of {len(results)} steps as KrakenD answers", file=out)
-        if web and not failures:
-            print(f"mitmweb keeps running (log: {gateway.log_path}); press Ctrl-C to stop", file=out)
-            try:
-                gateway.process.wait()
-            except KeyboardInterrupt:
-                pass
-        return 1 if failures else 0
-    except GatewayStartError as e:
-        print(f"demo: {e}", file=sys.stderr)
-        return 1
+        return _run_steps(gateway, banner, lambda: _descope_steps(gateway, mock, port, out), web, out)
     finally:
-        gateway.stop()
         mock.stop()
 
 

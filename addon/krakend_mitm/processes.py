@@ -16,8 +16,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import weakref
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mitmproxy_script.py")
 
@@ -108,7 +109,13 @@ class GatewayProcess:
     port: int
     host: str = "127.0.0.1"
     process: subprocess.Popen | None = None
-    log_path: str = field(default_factory=lambda: tempfile.mkstemp(prefix="krakend-mitm-", suffix=".log")[1])
+    log_path: str = ""  # default: a temporary file, removed when this object goes away
+
+    def __post_init__(self) -> None:
+        if not self.log_path:
+            fd, self.log_path = tempfile.mkstemp(prefix="krakend-mitm-", suffix=".log")
+            os.close(fd)
+            weakref.finalize(self, _remove_quietly, self.log_path)
 
     @property
     def url(self) -> str:
@@ -173,3 +180,10 @@ class GatewayProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -109,12 +109,15 @@ def test_an_atomic_swap_is_picked_up_and_keeps_the_keys(env):
 
 def test_deleting_the_file_keeps_serving_until_a_new_one_appears(env):
     e = env
+    gone_since = log_size(e.gateway)
     os.unlink(e.path)
-    deadline = time.monotonic() + 2.5  # at least two polls of the watcher see the file missing
+    wait_for_log(e.gateway, "is gone; the last good config keeps serving", since=gone_since)
+    deadline = time.monotonic() + 2.5  # at least two more polls of the watcher see the file missing
     while time.monotonic() < deadline:
         assert serving(e, "/v2") == 200
         time.sleep(0.1)  # request pacing while the watcher polls
     assert e.gateway.process.poll() is None
+    assert e.gateway.log()[gone_since:].count("is gone;") == 1, "the disappearance is logged once, not every poll"
     assert_protected_still_works(e)
     since = log_size(e.gateway)
     atomic_write(e.path, config(e, "/v3"))

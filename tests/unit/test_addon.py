@@ -187,3 +187,66 @@ def test_reloading_never_duplicates_timers_or_tasks(tmp_path):
     assert after <= baseline  # one key-set timer per URL and one file watcher, whatever the reloads
     assert stopped < baseline  # done() cancels them
     assert jwks.count() == 1  # reloads adopt the downloaded set instead of fetching it again
+
+
+@pytest.mark.parametrize("headers,body", [
+    ([("Content-Type", "application/json")], b'{"a":1}'),
+    # a no-op endpoint passes a backend's encoded body through: it must leave as it came
+    ([("Content-Encoding", "gzip")], __import__("gzip").compress(b"hello")),
+    ([("Content-Encoding", "br")], b"\x8b\x02\x80hello\x03"),
+    ([("Content-Encoding", "x-unknown")], b"opaque"),
+    ([], b""),
+])
+def test_replies_go_out_with_their_wire_body_and_a_content_length(headers, body):
+    from krakend_mitm.addon import to_mitmproxy_response
+    from krakend_mitm.messages import Reply
+
+    response = to_mitmproxy_response(Reply(200, headers, body))
+    assert response.raw_content == body
+    assert response.status_code == 200 and response.reason == "OK"
+    assert list(response.headers.items(multi=True)) == headers + [("content-length", str(len(body)))]
+
+
+def test_heap_trimmer_runs_on_glibc_and_is_inert_elsewhere(monkeypatch):
+    from krakend_mitm import heap
+
+    trimmer = heap.HeapTrimmer()
+    if trimmer.available:  # glibc: malloc_trim answers 0 or 1
+        assert trimmer.trim() in (True, False)
+    monkeypatch.setattr(heap.sys, "platform", "darwin")
+    inert = heap.HeapTrimmer()
+    assert not inert.available and inert.trim() is False
+
+
+def test_heap_trim_task_lives_between_running_and_done(config_file, monkeypatch):
+    import krakend_mitm.addon as addon_mod
+
+    calls = []
+
+    class FakeTrimmer:
+        available = True
+
+        def trim(self):
+            calls.append(1)
+            return True
+
+    monkeypatch.setattr(addon_mod, "TRIM_INTERVAL", 0.01)
+
+    async def scenario():
+        gateway = Gateway()
+        gateway._heap = FakeTrimmer()
+        with taddons.context(gateway) as tctx:
+            tctx.configure(gateway, krakend_config=config_file)
+            gateway.running()
+            for _ in range(200):
+                if len(calls) >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            task = gateway._trim_task
+            gateway.done()
+            await asyncio.sleep(0)
+            return task
+
+    task = asyncio.run(scenario())
+    assert len(calls) >= 2, "the heap is trimmed periodically while the gateway runs"
+    assert task.cancelled() or task.done()
