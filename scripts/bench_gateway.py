@@ -237,14 +237,22 @@ def mint_tokens(key, count: int) -> list[str]:
 
 
 class JWKSServer:
-    def __init__(self, jwks: dict):
-        body = json.dumps(jwks).encode()
+    """A JWK Set on 127.0.0.1; `delay` seconds before each answer (a slow IdP), `hits` counts downloads."""
+
+    def __init__(self, jwks: dict | bytes):
+        body = jwks if isinstance(jwks, bytes) else json.dumps(jwks).encode()
+        self.delay = 0.0
+        self.hits = 0
+        server = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
 
             def do_GET(self):  # noqa: N802
+                server.hits += 1
+                if server.delay:
+                    time.sleep(server.delay)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -722,8 +730,7 @@ def print_report(report: dict) -> None:
 
 def write_markdown(report: dict) -> None:
     m = report["machine"]
-    section = "\n".join([
-        MARK_BEGIN,
+    intro = [
         f"Run: {report['date']} — `scripts/bench_gateway.py --duration {report['duration_s']:g} "
         f"--warmup {report['warmup_s']:g} --repeat {report['repeat']}`; medians of {report['repeat']} rounds; "
         f"load average before/after: {report['load_average_before']} / {report['load_average_after']}.",
@@ -732,19 +739,15 @@ def write_markdown(report: dict) -> None:
         f"mitmproxy {m.get('mitmproxy')}, PyJWT {m.get('pyjwt')}, cryptography {m.get('cryptography')}, "
         f"h11 {m.get('h11')}; load generator: {m.get('load_generator')}. Placement: {m.get('placement')}. "
         f"RSS at the end (MiB): {', '.join(f'{k} {v}' for k, v in report['rss_mib_at_end'].items())}.",
-        "",
-        markdown_table(report),
-        "",
-        "<details><summary>JSON</summary>",
-        "",
-        "```json",
-        json.dumps(report, indent=1),
-        "```",
-        "",
-        "</details>",
-        MARK_END,
-    ])
-    replace_section(BENCHMARKS_MD, MARK_BEGIN, MARK_END, section)
+    ]
+    write_section(MARK_BEGIN, MARK_END, intro, markdown_table(report), report)
+
+
+def write_section(begin: str, end: str, intro: list[str], table: str, report: dict) -> None:
+    """One script's section of BENCHMARKS.md: intro lines, the table, the raw JSON folded away."""
+    section = "\n".join([begin, *intro, "", table, "", "<details><summary>JSON</summary>", "", "```json",
+                         json.dumps(report, indent=1), "```", "", "</details>", end])
+    replace_section(BENCHMARKS_MD, begin, end, section)
 
 
 def replace_section(path: Path, begin: str, end: str, section: str) -> None:

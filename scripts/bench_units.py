@@ -32,9 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +45,7 @@ KID = "bench-k1"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gateway import (  # noqa: E402
-    free_port, mint_tokens, mitmdump, replace_section, rss_kib, session_claims, spawn, wait_http,
+    JWKSServer, free_port, mint_tokens, mitmdump, rss_kib, write_section, session_claims, spawn, wait_http,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -390,45 +388,12 @@ def bench_config_and_rss(smoke: bool, repeat: int, skip_rss: bool) -> dict:
 # 4. validations during a slow JWKS refresh
 
 
-class SlowJWKS:
-    def __init__(self, body: bytes):
-        self.delay = 0.0
-        self.hits = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):  # noqa: N802
-                server.hits += 1
-                if server.delay:
-                    time.sleep(server.delay)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def bench_refresh(smoke: bool, repeat: int) -> dict:
     from krakend_mitm.auth import KeyStore
 
     delay = 0.5 if smoke else 3.0
     key = make_key()
-    server = SlowJWKS(jwks_body(key))
+    server = JWKSServer(jwks_body(key))
     token = mint(key, 1)[0]
     results = {"quiet_p99_ms": [], "refresh_p99_ms": [], "quiet_p50_ms": [], "refresh_p50_ms": []}
     samples = []
@@ -566,23 +531,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     print("JSON: " + json.dumps(report, separators=(",", ":")))
     if not args.smoke and not args.no_write:
-        section = "\n".join([
-            MARK_BEGIN,
-            f"Run: {report['date']} — `scripts/bench_units.py --repeat {repeat}`; medians; Python {report['python']}, "
-            + ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items()) + ".",
-            "",
-            markdown(report),
-            "",
-            "<details><summary>JSON</summary>",
-            "",
-            "```json",
-            json.dumps(report, indent=1),
-            "```",
-            "",
-            "</details>",
-            MARK_END,
-        ])
-        replace_section(BENCHMARKS_MD, MARK_BEGIN, MARK_END, section)
+        intro = [f"Run: {report['date']} — `scripts/bench_units.py --repeat {repeat}`; medians; Python "
+                 f"{report['python']}, " + ", ".join(f"{k} {v}" for k, v in report.get("versions", {}).items()) + "."]
+        write_section(MARK_BEGIN, MARK_END, intro, markdown(report), report)
         print(f"wrote {BENCHMARKS_MD}")
     return 0
 

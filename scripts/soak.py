@@ -291,6 +291,18 @@ class Client:
         raise AssertionError("unreachable")
 
 
+def send_and_record(client: Client, stats: Stats, req: Request, since_rotation: float) -> None:
+    """One request; a transport failure (after the client's one retry) is counted, not raised."""
+    started = time.monotonic()
+    try:
+        status = client.send(req)
+    except (OSError, http.client.HTTPException):
+        with stats.lock:
+            stats.transport_errors += 1
+        return
+    stats.record(req, status, time.monotonic() - started, since_rotation)
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -335,13 +347,7 @@ def prefill(port: int, ring: KeyRing, count: int, concurrency: int, stats: Stats
                 remaining[0] -= 1
             kid, key = ring.active()
             req = Request("prefill-valid", "/s/a", bearer(token(key, kid)), 200, True)
-            try:
-                status = client.send(req)
-            except (OSError, http.client.HTTPException):
-                with stats.lock:
-                    stats.transport_errors += 1
-                continue
-            stats.record(req, status, 0.0, time.monotonic() - ring.rotated_at)
+            send_and_record(client, stats, req, time.monotonic() - ring.rotated_at)
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for t in threads:
@@ -399,15 +405,7 @@ def run(duration: float, concurrency: int, rotate_every: float, warmup: float, r
             client = Client(port)
             while not stop.is_set():
                 req = make_request(rng, ring, pools, kid_storm)
-                since_rotation = time.monotonic() - ring.rotated_at
-                started = time.monotonic()
-                try:
-                    status = client.send(req)
-                except (OSError, http.client.HTTPException):
-                    with stats.lock:
-                        stats.transport_errors += 1
-                    continue
-                stats.record(req, status, time.monotonic() - started, since_rotation)
+                send_and_record(client, stats, req, time.monotonic() - ring.rotated_at)
 
         threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(concurrency)]
         started = time.monotonic()
