@@ -218,15 +218,18 @@ class Gateway:
             path = decode_path(raw_path)
         except InvalidRequestPath:
             return respond.bad_request_go_server(), Trace(outcome="400", reason="invalid percent-encoding in path", rejected=True)
+        # the raw fields decoded as mitmproxy's Headers.items() decodes them, without its per-key machinery
+        headers = tuple((k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                        for k, v in f.request.headers.fields)
         req = IncomingRequest(
             method=f.request.method,
             path=path,
             raw_path=raw_path,
             query=query,
-            headers=tuple(f.request.headers.items(multi=True)),
+            headers=headers,
             body=f.request.raw_content or b"",
             client_ip=f.client_conn.peername[0] if f.client_conn.peername else "127.0.0.1",
-            host=f.request.host_header or "",
+            host=next((v for k, v in headers if k.lower() == "host"), None) or f.request.host_header or "",
         )
         return await runtime.pipeline.handle(req)
 

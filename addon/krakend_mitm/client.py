@@ -13,6 +13,8 @@ and how it treats what comes back (krakend-routing.md §5.4-§5.6, §6.2, §6.8)
 * errors worded like Go's `*url.Error`: `Get "http://127.0.0.1:9/x": dial tcp 127.0.0.1:9: connect: connection refused`.
 
 HTTP/1.1 only (no HTTP/2, no proxies, no cookie jar: KrakenD's client uses none of them by default).
+h11 is the reference parser; plain keep-alive exchanges (valid headers, one Content-Length) skip it for speed
+and produce the same bytes and results (`_fast_request`, `_Connection._read_fast`).
 Bodies are buffered, never streamed. The caller bounds the whole call with `asyncio.timeout`; a cancelled call
 closes its connection, so a half-read connection is never reused.
 """
@@ -58,6 +60,33 @@ _PATH_SAFE = "-_.~$&+,/:;=@"  # what escape(path, encodePath) leaves alone besid
 _QUERY_AS_IS = re.compile(r"[\x21-\x7e]*")  # what an HTTP/1.1 request-target may hold
 _QUERY_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+# The fast path (see _FastRequest and _Connection._read_fast). h11 validates every header of every event
+# and runs a state machine per event, which costs more CPU than the rest of a keep-alive round trip. The
+# common case is written and read here instead, under rules that are a subset of h11's; anything outside
+# them goes through h11, so its behaviour and error texts stay the reference.
+_TOKEN = r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+"  # h11 _abnf.token (method, header name)
+_FAST_TOKEN = re.compile(_TOKEN)
+_FAST_TARGET = re.compile(r"[\x21-\x7e]+")  # h11 _abnf.request_target
+# Header values joined by "\n": each must match h11's field_value, minus the control bytes h11 tolerates
+# (those go through h11). "\n" is in no value class, so it only ever matches as the separator.
+_FAST_VALUE = r"(?:[^\x00-\x20\x7f]+(?:[ \t]+[^\x00-\x20\x7f]+)*)?"
+_FAST_VALUES = re.compile(rf"{_FAST_VALUE}(?:\n{_FAST_VALUE})*")
+_FAST_METHODS: set[str] = set()  # methods already checked against _FAST_TOKEN
+_PLAIN, _HOST, _LENGTH, _CHUNKED, _H11_READ = range(5)
+# Request header names that matter to h11's framing / connection state; the rest are plain once validated.
+_SPECIAL_NAMES = {"host": _HOST, "content-length": _LENGTH, "transfer-encoding": _CHUNKED,
+                  "connection": _H11_READ, "upgrade": _H11_READ}
+_FAST_NAME_KINDS: dict[str, int] = {}  # header name -> kind, for names that passed _FAST_TOKEN
+# Responses: h11's own regexes (_abnf status_line / header_field, _receivebuffer blank_line_regex), narrowed
+# to HTTP/1.1 final statuses 200-599 with a reason phrase.
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_FAST_STATUS = re.compile(rb"HTTP/1\.1 ([2-5][0-9][0-9]) ([^\x00\n\r\x0b\x0c]*)")
+_FAST_FIELD = re.compile(
+    rb"(" + _TOKEN.encode() + rb"):[ \t]*((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*"
+)
+_STATUS_PREFIX = b"HTTP/1.1 "
+_FAST_HEAD_LIMIT = 64 * 1024  # a head that is not complete within this many bytes goes to h11 (and its limit)
 
 
 @dataclass(slots=True)
@@ -168,7 +197,10 @@ class HttpClient:
         return BackendResponse(resp.status, resp.reason, resp.headers, resp.body, target.url, resp.http_version)
 
     async def _send_over_network(self, method: str, target: _Target, wire_headers, body: bytes, headers):
-        request = _h11_request(method, target.path, wire_headers)
+        # Validated before dialing either way, so an invalid header never opens a connection.
+        request = _fast_request(method, target.path, wire_headers, body) or _h11_request(
+            method, target.path, wire_headers
+        )
         conn = self._pop_idle(target.key)
         if conn is None:
             return await self._exchange(await self._connect(target), request, body, target.url)
@@ -181,7 +213,7 @@ class HttpClient:
                 raise
         return await self._exchange(await self._connect(target), request, body, target.url)
 
-    async def _exchange(self, conn: _Connection, request: h11.Request, body: bytes, url: str) -> BackendResponse:
+    async def _exchange(self, conn: _Connection, request, body: bytes, url: str) -> BackendResponse:
         completed = False
         try:
             resp = await conn.round_trip(request, body, self._max_body_bytes, url)
@@ -263,20 +295,25 @@ class HttpClient:
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection: an asyncio protocol feeding an h11 client state machine."""
+    """One keep-alive connection. A round trip is read by the fast path (`_read_fast`) or by an h11 client
+    state machine (`self.h11`, created per round trip only when needed)."""
 
-    __slots__ = ("key", "transport", "h11", "busy", "closed", "lost_exc", "_loop", "_waiter", "_got_bytes")
+    __slots__ = (
+        "key", "transport", "h11", "busy", "closed", "lost_exc", "_loop", "_waiter", "_got_bytes", "_buf", "_need"
+    )
 
     def __init__(self, key, loop: asyncio.AbstractEventLoop):
         self.key = key
         self.transport: asyncio.Transport | None = None
-        self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEADER_BYTES)
+        self.h11: h11.Connection | None = None  # None: received bytes collect in _buf for the fast path
         self.busy = True
         self.closed = False
         self.lost_exc: BaseException | None = None
         self._loop = loop
         self._waiter: asyncio.Future | None = None
         self._got_bytes = False
+        self._buf = bytearray()
+        self._need = 0  # the fast path's reader wakes once _buf holds this many bytes
 
     # asyncio callbacks
 
@@ -289,8 +326,15 @@ class _Connection(asyncio.Protocol):
             self.abort()
             return
         self._got_bytes = True
-        self.h11.receive_data(data)
-        self._wake()
+        h = self.h11
+        if h is None:
+            buf = self._buf
+            buf += data
+            if len(buf) >= self._need:
+                self._wake()
+        else:
+            h.receive_data(data)
+            self._wake()
 
     def eof_received(self):
         self._end_of_input(None)
@@ -303,7 +347,8 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if exc is not None and self.lost_exc is None:
             self.lost_exc = exc
-        self.h11.receive_data(b"")
+        if self.h11 is not None:
+            self.h11.receive_data(b"")
         self._wake()
 
     def _wake(self) -> None:
@@ -319,12 +364,31 @@ class _Connection(asyncio.Protocol):
 
     # the exchange
 
-    async def round_trip(self, request: h11.Request, body: bytes, max_body: int, url: str) -> BackendResponse:
+    async def round_trip(self, request, body: bytes, max_body: int, url: str) -> BackendResponse:
+        """`request` is a _FastRequest (written as is, response read by `_read_fast` when it can) or an
+        h11.Request (the whole exchange through h11)."""
         if self.closed:
             raise _NoResponse(self._lost_text(), nothing_written=True)
-        self._write_request(request, body)
+        if type(request) is _FastRequest:
+            self.h11 = None
+            self._got_bytes = False
+            if body:
+                self.transport.writelines(request.wire(body))
+            else:
+                self.transport.write(request.head)
+            if request.read_fast:
+                response = await self._read_fast(max_body, url)
+                if response is not None:
+                    return response
+            self._hand_over_to_h11(request, body)
+        else:
+            h = self.h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEADER_BYTES)
+            if self._buf:  # bytes a new connection's server sent before our request
+                h.receive_data(bytes(self._buf))
+                self._buf = bytearray()
+            self._write_request(request, body)
         response = await self._read_head()
-        headers, chunked = _response_headers(response.headers)
+        headers, chunked = _response_headers(response.headers.raw_items())
         if chunked:
             headers = [h for h in headers if h[0] != "Content-Length"]  # Go's fixLength drops it for chunked
         content = await self._read_body(max_body)
@@ -346,6 +410,61 @@ class _Connection(asyncio.Protocol):
             parts = [head, h.send(h11.EndOfMessage())]
         self._got_bytes = False
         self.transport.writelines(parts)
+
+    async def _read_fast(self, max_body: int, url: str) -> BackendResponse | None:
+        """The response, when its head is simple (see `_simple_head`); None hands it over to h11 untouched.
+
+        Only responses whose framing is unambiguous are read here: HTTP/1.1, a final status with a body,
+        exactly one Content-Length, keep-alive. Anything else, a head that is incomplete when the input ends,
+        or a length above max_body (where h11 decides between "too large" and a truncated body) goes to h11.
+        """
+        buf = self._buf
+        while True:
+            end = _BLANK_LINE.search(buf)
+            if end is not None:
+                break
+            # h11 fails at once on a first byte < 0x21 and parses bare-LF heads: leave every such case to it.
+            if self.closed or len(buf) > _FAST_HEAD_LIMIT or not _STATUS_PREFIX.startswith(buf[:9]):
+                return None
+            await self._more_data()
+        head = _simple_head(buf, end.start()) if end.start() <= _FAST_HEAD_LIMIT else None
+        if head is None:
+            return None
+        status, reason, headers, length = head
+        if length > max_body:
+            return None
+        start = end.end()
+        total = start + length
+        if len(buf) < total:
+            self._need = total
+            try:
+                while len(buf) < total:
+                    if self.closed:
+                        # As h11 + _read_body: a truncated body is io.ErrUnexpectedEOF, not wrapped in url.Error.
+                        raise BackendError(self._lost_text("unexpected EOF"))
+                    await self._more_data()
+            finally:
+                self._need = 0
+        with memoryview(buf) as view:
+            content = view[start:total].tobytes()
+        # Usually empty; anything left is bytes beyond the response, and finish_cycle then drops the connection.
+        self._buf = buf[total:]
+        return BackendResponse(status, reason, headers, content, url)
+
+    def _hand_over_to_h11(self, request: _FastRequest, body: bytes) -> None:
+        """Puts a fresh h11 connection in the state it would have had, had it sent the request and received
+        every byte so far; the h11 reading code then carries on as if h11 had done the whole exchange."""
+        h = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEADER_BYTES)
+        h.send(request.h11_event())  # the bytes h11 would write are the ones already written; discarded
+        if body:
+            h.send_with_data_passthrough(h11.Data(data=body))
+        h.send(h11.EndOfMessage())
+        if self._buf:
+            h.receive_data(bytes(self._buf))
+            self._buf = bytearray()
+        if self.closed:
+            h.receive_data(b"")
+        self.h11 = h
 
     async def _read_head(self) -> h11.Response:
         h = self.h11
@@ -396,6 +515,10 @@ class _Connection(asyncio.Protocol):
     def finish_cycle(self) -> bool:
         """After a complete exchange: True when the connection may serve another request."""
         h = self.h11
+        if h is None:
+            # Fast path: only keep-alive responses read to their exact end get here; reusable unless the peer
+            # closed or sent bytes beyond the response (as h11's trailing_data).
+            return not self.closed and not self._buf
         if self.closed or h.our_state is not h11.DONE or h.their_state is not h11.DONE:
             return False
         h.start_next_cycle()
@@ -607,6 +730,87 @@ def _h11_request(method: str, path: str, wire_headers) -> h11.Request:
         raise _HopError(f"net/http: invalid header field or method ({err})") from None
 
 
+class _FastRequest:
+    """A request head serialized here, byte for byte what h11 would write for the same request."""
+
+    __slots__ = ("method", "path", "wire_headers", "head", "chunked", "read_fast")
+
+    def __init__(self, method: str, path: str, wire_headers, head: bytes, chunked: bool, read_fast: bool):
+        self.method = method
+        self.path = path
+        self.wire_headers = wire_headers
+        self.head = head
+        self.chunked = chunked
+        self.read_fast = read_fast  # False: the response is read by h11 (HEAD, CONNECT, Upgrade, Connection)
+
+    def wire(self, body: bytes):
+        """What goes on the wire for a non-empty body."""
+        if self.chunked:  # h11's ChunkedWriter: one chunk, then the last chunk without trailers
+            return self.head, b"%x\r\n" % len(body), body, b"\r\n0\r\n\r\n"
+        return self.head, body
+
+    def h11_event(self) -> h11.Request:
+        return _h11_request(self.method, self.path, self.wire_headers)
+
+
+def _fast_request(method: str, path: str, wire_headers, body: bytes) -> _FastRequest | None:
+    """The request for the fast path, or None when h11 must build it (and produce its error, if any).
+
+    Accepts only what h11.Request accepts and writes it the way h11's write_request does: request line,
+    the single Host first (it is first in wire_headers), the other headers in order with their casing, and a
+    framing header that agrees with the body.
+    """
+    if method not in _FAST_METHODS:
+        if not _FAST_TOKEN.fullmatch(method) or len(_FAST_METHODS) >= 64:
+            return None
+        _FAST_METHODS.add(method)
+    if not _FAST_TARGET.fullmatch(path):
+        return None
+    lines = [f"{method} {path} HTTP/1.1\r\n"]
+    values = []
+    hosts = 0
+    length = None
+    chunked = False
+    read_fast = method != "HEAD" and method != "CONNECT"
+    for name, value in wire_headers:
+        kind = _FAST_NAME_KINDS.get(name)
+        if kind is None:
+            if not _FAST_TOKEN.fullmatch(name) or len(_FAST_NAME_KINDS) >= 4096:
+                return None
+            kind = _FAST_NAME_KINDS[name] = _SPECIAL_NAMES.get(name.lower(), _PLAIN)
+        if kind:
+            if kind == _HOST:
+                if len(lines) != 1:
+                    return None  # h11 writes Host first; only take the order it already has
+                hosts += 1
+            elif kind == _LENGTH:
+                if length is not None or not (value.isascii() and value.isdigit()):
+                    return None
+                length = int(value)
+            elif kind == _CHUNKED:
+                if chunked or value != "chunked":
+                    return None
+                chunked = True
+            else:
+                read_fast = False
+        lines.append(f"{name}: {value}\r\n")
+        values.append(value)
+    joined = "\n".join(values)
+    if hosts != 1 or joined.count("\n") != len(values) - 1 or not _FAST_VALUES.fullmatch(joined):
+        return None  # (a "\n" inside a value would pass the regex as a separator: counted instead)
+    if chunked:
+        if length is not None or not body:
+            return None
+    elif len(body) != (length or 0):
+        return None  # h11's ContentLengthWriter would refuse it
+    lines.append("\r\n")
+    try:
+        head = "".join(lines).encode("utf-8", "surrogateescape")  # as _h11_request encodes values
+    except UnicodeEncodeError:
+        return None
+    return _FastRequest(method, path, wire_headers, head, chunked, read_fast)
+
+
 def _redirect_headers(initial_headers, strip_sensitive: bool, previous: _Target, target: _Target):
     """makeHeadersCopier + refererForURL: the initial request's headers, then Referer unless the caller set one."""
     if strip_sensitive:
@@ -663,17 +867,54 @@ def _canonical(raw_name: bytes) -> str:
     return name
 
 
-def _response_headers(h11_headers) -> tuple[list[tuple[str, str]], bool]:
-    """(headers without Transfer-Encoding, chunked?) from an h11 response; values decoded like mitmproxy's."""
+def _response_headers(raw_items) -> tuple[list[tuple[str, str]], bool]:
+    """(headers without Transfer-Encoding, chunked?) from raw (name, value) pairs; values decoded like mitmproxy's."""
     headers = []
     chunked = False
-    for raw_name, raw_value in h11_headers.raw_items():
+    for raw_name, raw_value in raw_items:
         name = _canonical(raw_name)
         if name == "Transfer-Encoding":
             chunked = True  # Go keeps it in Response.TransferEncoding, not in Header
             continue
         headers.append((name, raw_value.decode("utf-8", "surrogateescape")))
     return headers, chunked
+
+
+def _simple_head(buf: bytearray, blank: int):
+    """(status, reason, headers, Content-Length) of a response head the fast path may read, else None.
+
+    `blank` is where h11's blank-line search matched (the "\n" before the final "\r\n"). The head must use
+    CRLF throughout, so it ends where h11's head ends, and every line must match h11's own regexes.
+    """
+    if blank < 1 or buf[blank - 1] != 13 or buf[blank + 1] != 13:
+        return None
+    lines = bytes(buf[: blank - 1]).split(b"\r\n")
+    status_line = _FAST_STATUS.fullmatch(lines[0])
+    if status_line is None:
+        return None
+    status = int(status_line[1])
+    if status == 204 or status == 304:
+        return None  # no body whatever the headers say: h11 knows these
+    headers = []
+    length = None
+    for index in range(1, len(lines)):
+        field = _FAST_FIELD.fullmatch(lines[index])
+        if field is None:
+            return None  # also obs-fold continuation lines and stray CR/LF: h11 decides
+        raw_name, raw_value = field.groups()
+        name = _canonical(raw_name)
+        if name == "Content-Length":
+            if length is not None or not raw_value.isdigit() or len(raw_value) > 18:
+                return None
+            length = int(raw_value)
+        elif name == "Transfer-Encoding":
+            return None
+        elif name == "Connection" and raw_value.lower() != b"keep-alive":
+            return None  # close (or anything else) changes h11's keep-alive state: h11 decides
+        headers.append((name, raw_value.decode("utf-8", "surrogateescape")))  # as _response_headers
+    if length is None:
+        return None  # read-until-close framing
+    return status, status_line[2].decode("latin-1"), headers, length
 
 
 def _gunzip(data: bytes, max_body: int) -> bytes:
