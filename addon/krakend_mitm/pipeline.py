@@ -16,7 +16,7 @@ from typing import Any
 
 from krakend_mitm import respond
 from krakend_mitm.client import BackendRequest, BackendResponse, HttpClient
-from krakend_mitm.config import ROUTABLE_METHODS, Endpoint, GatewayConfig
+from krakend_mitm.config import ROUTABLE_METHODS, Endpoint, GatewayConfig, url_placeholders
 from krakend_mitm.messages import IncomingRequest, Reply, Trace
 from krakend_mitm.proxy import EndpointProxy, RequestContext
 from krakend_mitm.router import ANY_METHODS, Match, MethodNotAllowed, Redirect, Route, RouteTable
@@ -153,6 +153,17 @@ def build_routes(config: GatewayConfig, debug: bool) -> tuple[list[Route], list[
     return routes, skipped
 
 
+def jwt_claim_names(endpoint: Endpoint) -> tuple[str, ...]:
+    """The claims the endpoint's backend `url_pattern`s use as `{JWT.<claim>}`, in first-use order,
+    each once. Found with the same placeholder syntax the URL substitution uses."""
+    names: dict[str, None] = {}
+    for backend in endpoint.backends:
+        for placeholder in url_placeholders(backend.url_pattern):
+            if placeholder.startswith("JWT."):
+                names[placeholder[4:]] = None
+    return tuple(names)
+
+
 class Pipeline:
     def __init__(self, config: GatewayConfig, *, client: HttpClient, validators: dict[int, Any] | None = None,
                  debug: bool = False, rng: random.Random | None = None, started: float | None = None):
@@ -166,6 +177,12 @@ class Pipeline:
                                  redirect_trailing_slash=not router.disable_redirect_trailing_slash,
                                  redirect_fixed_path=not router.disable_redirect_fixed_path,
                                  handle_method_not_allowed=not router.disable_handle_method_not_allowed)
+        # the `{JWT.<claim>}` names each endpoint's backends use; endpoints without any are absent
+        self.jwt_claims: dict[int, tuple[str, ...]] = {}
+        for e in config.endpoints:
+            names = jwt_claim_names(e)
+            if names:
+                self.jwt_claims[e.index] = names
         rng = rng or random.Random()
         self.proxies = {
             e.index: EndpointProxy(e, tuple(forward_rules(e, b) for b in e.backends), client, rng)
@@ -216,7 +233,9 @@ class Pipeline:
                 trace.outcome, trace.reason, trace.rejected = str(verdict.status), verdict.message, True
                 return respond.auth_rejection(verdict.status), trace
             overrides = verdict.propagate
-            jwt_values = validator.url_values(verdict)
+            names = self.jwt_claims.get(endpoint.index)
+            if names:  # render only the claims this endpoint's url_patterns use
+                jwt_values = validator.url_values(verdict, names)
         ctx = RequestContext(
             request=req,
             params=dict(match.params),

@@ -300,3 +300,81 @@ def test_sequential_first_failure_is_500_later_failure_is_partial(tmp_path):
     assert (reply.status, reply.body, hdr(reply, "X-Krakend-Completed")) == (200, b'{"id":1}', "false")
     pipeline, _ = pipeline_for(tmp_path, [endpoint], {})
     assert run(pipeline, request("/a"))[0].status == 500
+
+
+class RecordingValidator:
+    """Accepts every request with fixed claims; records what `url_values` was asked to render."""
+
+    def __init__(self, claims):
+        from krakend_mitm.auth import Verdict
+
+        self.verdict = Verdict(200, "", None, claims, (), {"check": "passed"})
+        self.asked = []
+
+    async def authenticate(self, headers):
+        return self.verdict
+
+    def url_values(self, verdict, names=None):
+        from krakend_mitm.auth import render_claim_for_url
+
+        self.asked.append(names)
+        claims = verdict.claims
+        return {f"JWT.{n}": render_claim_for_url(claims[n]) for n in (claims if names is None else names)
+                if n in claims}
+
+
+def test_jwt_url_values_are_rendered_only_for_the_claims_the_backends_use(tmp_path):
+    from krakend_mitm.pipeline import jwt_claim_names
+
+    endpoints = [
+        {"endpoint": "/a/{id}", "backend": [
+            {"url_pattern": "/u/{JWT.sub}/{id}", "group": "u"},
+            {"url_pattern": "/t/{JWT.http://x.io/tenant}/{JWT.sub}", "group": "t"}]},
+        {"endpoint": "/b", "backend": [{"url_pattern": "/plain"}]},
+    ]
+    answers = {"/u/U1/7": (200, b'{"u":1}', []), "/t/T9/U1": (200, b'{"t":1}', []), "/plain": (200, b'{"p":1}', [])}
+    document = {"version": 3, "host": ["http://b:8000"], "endpoints": endpoints}
+    path = tmp_path / "krakend.json"
+    path.write_text(json.dumps(document))
+    config = config_mod.load(str(path), environ={})
+    claims = {"sub": "U1", "http://x.io/tenant": "T9", "n": 42.0, "big": {"a": [1, 2]}}
+    a, b = RecordingValidator(claims), RecordingValidator(claims)
+    client = FakeClient(answers)
+    pipeline = Pipeline(config, client=client, validators={0: a, 1: b})
+    assert pipeline.jwt_claims == {0: ("sub", "http://x.io/tenant")}
+    assert jwt_claim_names(config.endpoints[1]) == ()
+
+    reply_a, _ = run(pipeline, request("/a/7"))
+    reply_b, _ = run(pipeline, request("/b"))
+    assert reply_a.status == 200 and json.loads(reply_a.body) == {"u": {"u": 1}, "t": {"t": 1}}
+    assert reply_b.status == 200 and json.loads(reply_b.body) == {"p": 1}
+    assert a.asked == [("sub", "http://x.io/tenant")]  # only what the url_patterns use
+    assert b.asked == []  # no {JWT.x} in its backends: nothing rendered at all
+    assert sorted(r.url for r in client.sent) == ["http://b:8000/plain", "http://b:8000/t/T9/U1", "http://b:8000/u/U1/7"]
+
+
+def test_jwt_url_values_with_a_real_validator(tmp_path):
+    import base64
+
+    import jwt
+
+    from krakend_mitm.auth import EndpointValidator, parse_validator
+
+    secret = b"a-very-secret-hmac-key-of-32-byt"
+    keys = tmp_path / "jwks.json"
+    keys.write_text(json.dumps({"keys": [{"kty": "oct", "kid": "k1",
+                                          "k": base64.urlsafe_b64encode(secret).rstrip(b"=").decode()}]}))
+    spec = parse_validator({"auth/validator": {"alg": "HS256", "jwk_local_path": str(keys),
+                                                "disable_jwk_security": True}}, path="x", endpoint_path="/a")
+    validator = EndpointValidator(spec, None, endpoint_path="/a", log_startup=False)
+    token = jwt.encode({"sub": "U1", "n": 42, "other": True}, secret, algorithm="HS256", headers={"kid": "k1"})
+    endpoints = [{"endpoint": "/a", "backend": [{"url_pattern": "/u/{JWT.sub}/{JWT.n}/{JWT.gone}"}]}]
+    document = {"version": 3, "host": ["http://b:8000"], "endpoints": endpoints}
+    path = tmp_path / "krakend.json"
+    path.write_text(json.dumps(document))
+    client = FakeClient({})
+    pipeline = Pipeline(config_mod.load(str(path), environ={}), client=client, validators={0: validator})
+    _, trace = run(pipeline, request("/a", headers=[("Authorization", f"Bearer {token}")]))
+    assert trace.auth["status"] == 200
+    assert client.sent[0].url.startswith("http://b:8000/u/U1/42/")  # a missing claim keeps its placeholder
+    assert "gone" in client.sent[0].url.rsplit("/", 1)[1]

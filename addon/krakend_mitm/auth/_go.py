@@ -264,6 +264,18 @@ def nesting_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+def raw_nesting_exceeds(raw: bytes | str, value: Any, limit: int) -> bool:
+    """`nesting_exceeds(value, limit)` for `value` decoded from the JSON text `raw`, skipping the
+    walk when `raw` has too few brackets to nest that deep: every level is opened by a `{` or `[`,
+    so a document with at most `limit` of them cannot exceed `limit`. Brackets inside strings only
+    raise the count (then the walk decides), so the pre-check never hides a real violation."""
+    if isinstance(raw, str):
+        count = raw.count("{") + raw.count("[")
+    else:
+        count = raw.count(b"{") + raw.count(b"[")
+    return count > limit and nesting_exceeds(value, limit)
+
+
 def duplicate_key(obj: Any) -> str | None:
     """The first repeated member name of this object (not of nested ones), or None."""
     if isinstance(obj, _DupDict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from krakend_mitm.auth import _go
@@ -40,8 +40,16 @@ class ClaimsError(ValueError):
         self.reason_id = reason_id
 
 
+_INF = float("inf")
+
+
 @dataclass(frozen=True)
 class RegisteredClaims:
+    """go-jose's registered claims. `not_before` (the larger of `nbf` and `iat`, -inf without
+    either) and `expires` (`exp`, +inf without it) are derived once, so that a validator can tell
+    "the time claims pass" with two comparisons: they pass exactly when
+    `now + leeway >= not_before and now - leeway <= expires` (see `validate_registered`)."""
+
     iss: str = ""
     sub: str = ""
     jti: str = ""
@@ -49,6 +57,17 @@ class RegisteredClaims:
     exp: int | None = None
     nbf: int | None = None
     iat: int | None = None
+    not_before: float | int = field(init=False, repr=False, compare=False)
+    expires: float | int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        nbf, iat = self.nbf, self.iat
+        if nbf is None:
+            not_before = -_INF if iat is None else iat
+        else:
+            not_before = nbf if iat is None or nbf >= iat else iat
+        object.__setattr__(self, "not_before", not_before)
+        object.__setattr__(self, "expires", _INF if self.exp is None else self.exp)
 
 
 def go_int64(value: float) -> int:
@@ -75,7 +94,7 @@ def decode_payload(payload: bytes) -> tuple[dict, RegisteredClaims]:
         if str(err) == "exceeded max depth":
             raise ClaimsError(_DEPTH_MESSAGE, "token_json_depth") from None
         raise ClaimsError(str(err)) from None
-    if _go.nesting_exceeds(value, MAX_JSON_DEPTH):
+    if _go.raw_nesting_exceeds(payload, value, MAX_JSON_DEPTH):
         raise ClaimsError(_DEPTH_MESSAGE, "token_json_depth")
     if value is None:
         return {}, RegisteredClaims()
@@ -162,14 +181,21 @@ def _panic(value: Any) -> Decision:
 def nested_claim(path: str, claims: dict) -> tuple[str, dict | None]:
     """krakend-jose `getNestedClaim`: (last key, containing object) or (path, None)."""
     keys = path.split(".")
+    container = _container(tuple(keys[:-1]), claims)
+    return (path, None) if container is None else (keys[-1], container)
+
+
+def _container(parents: tuple[str, ...], claims: Any) -> dict | None:
+    """The object reached from `claims` through the keys `parents` (each step must be an object
+    holding the next key), or None."""
     current: Any = claims
-    for key in keys[:-1]:
+    for key in parents:
         if not isinstance(current, dict) or key not in current:
-            return path, None
+            return None
         current = current[key]
         if not isinstance(current, dict):
-            return path, None
-    return keys[-1], current if isinstance(current, dict) else None
+            return None
+    return current if isinstance(current, dict) else None
 
 
 class RolesCheck:
@@ -179,21 +205,22 @@ class RolesCheck:
         self.required = tuple(required)
         self.key = roles_key or "roles"
         self.nested = bool(nested) and "." in self.key and self.key[:4] != "http"
+        # a nested key is split once here: (parent keys, last key)
+        keys = self.key.split(".") if self.nested else [self.key]
+        self._parents = tuple(keys[:-1])
+        self._leaf = keys[-1]
 
     def __call__(self, claims: dict) -> Decision:
         if not self.required:
             return ALLOW
         container: Any = claims
-        key = self.key
-        if self.nested:
-            keys = key.split(".")
-            for part in keys[:-1]:
-                if not isinstance(container, dict) or part not in container:
-                    return Decision(403, MSG_ROLES)
-                container = container[part]
-                if not isinstance(container, dict):
-                    return Decision(403, MSG_ROLES)
-            key = keys[-1]
+        for part in self._parents:  # `_container`, inlined (every request of a nested-roles endpoint)
+            if not isinstance(container, dict) or part not in container:
+                return Decision(403, MSG_ROLES)
+            container = container[part]
+            if not isinstance(container, dict):
+                return Decision(403, MSG_ROLES)
+        key = self._leaf
         if not isinstance(container, dict) or key not in container:
             return Decision(403, MSG_ROLES)
         value = container[key]
@@ -222,13 +249,16 @@ class ScopesCheck:
         self.key = scopes_key
         self.all = matcher == "all"
         self.active = bool(self.required) and bool(self.key)
+        # a dotted key is split once here: (parent keys, last key)
+        keys = (scopes_key or "").split(".")
+        self._parents = tuple(keys[:-1])
+        self._leaf = keys[-1]
 
     def __call__(self, claims: dict) -> Decision:
         if not self.active:
             return ALLOW
-        key, container = self.key, claims
-        if "." in key:
-            key, container = nested_claim(key, claims)
+        key = self._leaf
+        container = _container(self._parents, claims) if self._parents else claims
         if container is None or key not in container:
             return Decision(403, MSG_SCOPES)
         value = container[key]

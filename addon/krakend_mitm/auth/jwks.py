@@ -429,8 +429,10 @@ class KeySetHandle:
     async def lookup(self, key_id: str) -> KeyLookup:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def peek(self, key_id: str) -> JWKEntry | None:
-        """The key if it is available right now, without downloading anything."""
+    def peek_key(self, key_id: str) -> JWKEntry | None:
+        """The key `lookup(key_id)` would return at once (a usable set holding this id), else None.
+        No side effect: never downloads, never takes an unknown-id rate-limit token, never logs.
+        None only means "ask `lookup`", which decides (and words) every failure."""
         return None
 
     def describe(self) -> dict:  # pragma: no cover - interface
@@ -448,7 +450,7 @@ class LocalKeySet(KeySetHandle):
         self._jwk_url = jwk_url
         self.source = f"file:{path}"
 
-    def peek(self, key_id: str) -> JWKEntry | None:
+    def peek_key(self, key_id: str) -> JWKEntry | None:
         return self._index.get(key_id)
 
     async def lookup(self, key_id: str) -> KeyLookup:
@@ -744,8 +746,17 @@ class _EndpointKeys(KeySetHandle):
     async def lookup(self, key_id: str) -> KeyLookup:
         return await self._remote.lookup_for(self._strategy, key_id)
 
-    def peek(self, key_id: str) -> JWKEntry | None:
-        return self._remote.peek(self._strategy, key_id)
+    def peek_key(self, key_id: str) -> JWKEntry | None:
+        # `_RemoteKeySet.peek(strategy, key_id)` inlined: this runs on every cached-token request
+        remote = self._remote
+        snap = remote._snapshot
+        if snap is None:
+            return None
+        store = remote._store
+        if store.clock() - snap.fetched_at > store.max_staleness:
+            return None  # too stale to use: `lookup` answers (jwks_stale, or a download)
+        index = snap.indexes.get(self._strategy)
+        return None if index is None else index.get(key_id)
 
     def describe(self) -> dict:
         return self._remote.describe()

@@ -169,7 +169,7 @@ def _load_json(raw: bytes | str) -> tuple[Any, Any]:
         if str(err) == "exceeded max depth":
             raise _depth_error() from None
         raise JWSError(str(err)) from None
-    if _go.nesting_exceeds(value, MAX_JSON_DEPTH):
+    if _go.raw_nesting_exceeds(raw, value, MAX_JSON_DEPTH):
         raise _depth_error()
     return value, members
 

@@ -11,8 +11,9 @@ verified with. Nothing that depends on time or on an endpoint's configuration is
 validator re-evaluates those on every request. The security argument is the comment above
 `EndpointValidator.authenticate` (validator.py), where the cache is used.
 
-One cache is shared by every validator of the process (`shared_cache()`), so a token used on many
-endpoints, or across a configuration reload that keeps the downloaded keys, is verified once.
+There is no process-wide cache: the authenticate stage (stage.py `AuthStage`) owns one and hands it
+to every validator it builds, so a token used on many endpoints is verified once; a configuration
+reload copies the previous stage's entries (`adopt`), as its KeyStore adopts the downloaded keys.
 Single event loop, no locking: mitmproxy runs every hook on one loop.
 """
 
@@ -29,6 +30,7 @@ class VerifiedToken:
     """What a successful signature check proved about one exact token string.
 
     header        the protected header (read-only)
+    header_alg    its `alg` member (`header.get("alg")`)
     safe_header   its loggable form, as put in Verdict.details["header"] (read-only)
     claims        the decoded claims (read-only: shared by every request carrying the token)
     registered    go-jose's registered claims (iss, aud, exp, nbf, iat, ...)
@@ -39,11 +41,13 @@ class VerifiedToken:
     url_values    `{"JWT.<claim>": text}`, rendered from the claims on first use (read-only)
     """
 
-    __slots__ = ("header", "safe_header", "claims", "registered", "descope", "verified", "key_ids", "url_values")
+    __slots__ = ("header", "header_alg", "safe_header", "claims", "registered", "descope", "verified", "key_ids",
+                 "url_values")
 
     def __init__(self, header: dict, safe_header: dict, claims: dict, registered: Any,
                  descope: tuple[str, str] | None, alg: str, key: Any):
         self.header = header
+        self.header_alg = header.get("alg")  # what the hit path compares with the endpoint's alg
         self.safe_header = safe_header
         self.claims = claims
         self.registered = registered
@@ -111,6 +115,17 @@ class TokenCache:
     def clear(self) -> None:
         self._entries.clear()
 
+    def adopt(self, other: "TokenCache") -> None:
+        """Take over `other`'s entries, least recently used first, keeping this cache's capacity
+        (configuration reload). An entry only ever counts for the very key objects it was verified
+        with, so entries whose keys the new configuration does not hold are simply never hit."""
+        if other is self:
+            return
+        entries = self._entries
+        for token, entry in list(other._entries.items()):
+            if token not in entries:  # an entry of this cache is at least as recent
+                self.put(token, entry)
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -122,12 +137,4 @@ class TokenCache:
                 "misses": self.misses, "evictions": self.evictions}
 
 
-_SHARED = TokenCache(DEFAULT_CAPACITY)
-
-
-def shared_cache() -> TokenCache:
-    """The process-wide cache every validator uses unless given its own."""
-    return _SHARED
-
-
-__all__ = ["DEFAULT_CAPACITY", "TokenCache", "VerifiedToken", "shared_cache"]
+__all__ = ["DEFAULT_CAPACITY", "TokenCache", "VerifiedToken"]

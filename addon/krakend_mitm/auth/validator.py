@@ -11,9 +11,9 @@ key lookup -> signature -> registered claims -> Descope rules -> roles (403/500)
 refusals carry their reason id. Tokens and signatures are never logged.
 
 A token seen before skips parsing, the header rules, the signature check and payload decoding
-through the process-wide verified-token cache (token_cache.py); the key lookup and every check
-after the signature still run on each request. The security argument is the comment above
-`EndpointValidator.authenticate`.
+through the verified-token cache (token_cache.py) that the validator is given (AuthStage gives all
+of its validators its own one); the key lookup and every check after the signature still run on
+each request. The security argument is the comment above `EndpointValidator.authenticate`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 
 from krakend_mitm.auth import _go
 from krakend_mitm.auth.claims import (
+    ALLOW,
     ClaimsError,
     Propagator,
     RolesCheck,
@@ -48,7 +49,7 @@ from krakend_mitm.auth.jws import (
     token_key_id,
     verify_signature,
 )
-from krakend_mitm.auth.token_cache import TokenCache, VerifiedToken, shared_cache
+from krakend_mitm.auth.token_cache import TokenCache, VerifiedToken
 
 logger = logging.getLogger(__name__)
 
@@ -136,8 +137,6 @@ def _safe_header(header: dict | None) -> dict:
     return {str(k)[:64]: _short(v) for k, v in (header or {}).items()}
 
 
-_SHARED_CACHE = object()  # sentinel: "use the process-wide token cache"
-
 
 class EndpointValidator:
     """The validator of one endpoint, built once from its `ValidatorSpec`.
@@ -149,17 +148,16 @@ class EndpointValidator:
                (the seam for `auth/revoker` / `validation/cel`), checked before roles
     log_startup  log the start-up lines of spec §3 now; they are always kept in `startup_lines`
                as (level, text) for callers that report them themselves
-    token_cache  the verified-token cache (default: the process-wide one, see token_cache.py);
-               None disables it
+    token_cache  the verified-token cache to use (see token_cache.py); AuthStage hands every
+               validator it builds the one it owns. None (the default) disables it.
     """
 
     def __init__(self, spec: ValidatorSpec, keystore: KeyStore | None, *, endpoint_path: str,
                  clock: Callable[[], float] = time.time, cooldown_entries: int = 10_000,
                  rejecter: Callable[[dict], bool] | None = None, log_startup: bool = True,
-                 token_cache: TokenCache | None | object = _SHARED_CACHE):
+                 token_cache: TokenCache | None = None):
         self.spec = spec
-        self.token_cache: TokenCache | None = (
-            shared_cache() if token_cache is _SHARED_CACHE else token_cache)  # type: ignore[assignment]
+        self.token_cache = token_cache
         self.endpoint_path = endpoint_path
         self._prefix = f"[ENDPOINT: {endpoint_path}][JWTValidator] "
         self._clock = clock
@@ -174,6 +172,14 @@ class EndpointValidator:
         self._log_startup = log_startup
         self._header_lname = (spec.auth_header_name or "Authorization").lower()
         self._header_source = f"header:{spec.auth_header_name or 'Authorization'}"
+        # read on every request: the spec's fields as plain attributes
+        self._alg = spec.alg
+        self._strategy = spec.key_identify_strategy
+        self._cooldown = spec.failed_jwk_key_cooldown
+        self._issuer = spec.issuer
+        self._audience = spec.audience
+        self._leeway = spec.leeway
+        self._keys_source = ""
 
         if spec.broken is not None:
             message = f"Unable to parse the configuration: {spec.broken}"
@@ -187,9 +193,13 @@ class EndpointValidator:
             return
 
         self.keys = self._key_source(keystore)
+        self._keys_source = self.keys.source
         self._peek = getattr(self.keys, "peek_key", None)
         self._roles = RolesCheck(spec.roles, spec.roles_key, spec.roles_key_is_nested)
         self._scopes = ScopesCheck(spec.scopes, spec.scopes_key, spec.scopes_matcher)
+        # the hit path's shortcut calls these (bound methods: cheaper than calling the instances)
+        self._roles_fast = self._roles.__call__ if self._roles.required else None
+        self._scopes_fast = self._scopes.__call__ if self._scopes.active else None
         self._propagator = Propagator(spec.propagate_claims, spec.propagate_claims_preserve_array, endpoint_path)
         self._log_extra = tuple(k for k in (spec.roles_key, spec.scopes_key) if k)
         self._propagate = self._propagator.active
@@ -272,8 +282,9 @@ class EndpointValidator:
     #   payload decoded; a failed check never creates or refreshes an entry.
     # * Bound to the validator config and the key: an entry records the (alg, key object) pairs its
     #   signature verified with. A hit still checks this endpoint's `alg` against the token header,
-    #   computes the key id with this endpoint's `key_identify_strategy`, applies the failed-kid
-    #   cooldown and looks the key up in this endpoint's key set on every request. The cached proof
+    #   computes the key id with this endpoint's `key_identify_strategy`, looks the key up in this
+    #   endpoint's key set on every request (applying the failed-kid cooldown when the set does not
+    #   hold the id at once, as for any token). The cached proof
     #   is used only if that lookup returns the very same key object (identity, not equality) under
     #   the same alg. A key that left the set (rotation), a set too stale to use (`jwks_stale`) or an
     #   unknown kid fails the lookup: the request is refused exactly as without the cache and the
@@ -298,18 +309,18 @@ class EndpointValidator:
             return self._reject(401, PREFIX_INVALID + MSG_TOKEN_NOT_FOUND, None, {"check": "extract"})
         token, source = found
         cache = self.token_cache
-        entry = cache.get(token) if cache is not None else None
+        if cache is None:
+            return await self._authenticate_full(token, source, None)
+        entry = cache.get(token)
         if entry is None:
             return await self._authenticate_full(token, source, None)
 
         # The hit path: this exact token's signature was verified before. Whatever is not a pure
-        # function of the token is checked again; anything unusual (another alg, a kid in cooldown,
-        # a different key object) goes to the full path, which decides as if there were no cache.
-        spec = self.spec
-        header = entry.header
-        key_id = entry.key_ids.get(spec.key_identify_strategy)
-        if header.get("alg") != spec.alg or key_id is None or (
-                spec.failed_jwk_key_cooldown and key_id in self._failed_ids):
+        # function of the token is checked again; anything unusual (another alg, a kid in cooldown
+        # that is not in the key set, a different key object) goes to the full path, which decides
+        # as if there were no cache.
+        key_id = entry.key_ids.get(self._strategy)
+        if key_id is None or entry.header_alg != self._alg:
             return await self._authenticate_full(token, source, entry)
         # The key is looked up on every request: rotation and staleness apply to cached tokens too.
         # `peek_key(key_id)` (optional on a key set handle) answers a usable cached key synchronously,
@@ -317,21 +328,57 @@ class EndpointValidator:
         peek = self._peek
         key = peek(key_id) if peek is not None else None
         if key is not None:
-            details = {"check": "key", "token_source": source, "header": entry.safe_header,
-                       "token_cache": "hit", "kid": key_id, "key_source": self.keys.source}  # type: ignore[union-attr]
+            key_source = self._keys_source
         else:
+            if self._cooldown and key_id in self._failed_ids:
+                return await self._authenticate_full(token, source, entry)
             lookup = await self.keys.lookup(key_id)  # type: ignore[union-attr]
-            details = {"check": "key", "token_source": source, "header": entry.safe_header, "token_cache": "hit",
-                       "kid": key_id, "key_source": lookup.source or self.keys.source}  # type: ignore[union-attr]
+            key_source = lookup.source or self._keys_source
             key = lookup.key
             if key is None:
-                cache.drop(token)  # type: ignore[union-attr]  # its key left the set, or the set is unusable
-                return self._key_failure(lookup, key_id, details, header)
-        if not entry.verified_with(spec.alg, key):
-            # a new key object (re-download, key replaced under the same kid): verify again
-            return await self._authenticate_full(token, source, entry)
-        details["signature_verified"] = True
-        return self._check_claims(entry.claims, entry.registered, entry.descope, details, header, entry)
+                cache.drop(token)  # its key left the set, or the set is unusable
+                details = {"check": "key", "token_source": source, "header": entry.safe_header,
+                           "token_cache": "hit", "kid": key_id, "key_source": key_source}
+                return self._key_failure(lookup, key_id, details, entry.header)
+        alg, verified_key = entry.verified[0]
+        if verified_key is not key or alg != self._alg:
+            if not entry.verified_with(self._alg, key):
+                # a new key object (re-download, key replaced under the same kid): verify again
+                return await self._authenticate_full(token, source, entry)
+
+        # Everything after the signature. The common case, every check passing, is decided here
+        # with as few calls as possible: the time claims in two comparisons (RegisteredClaims'
+        # `not_before`/`expires` are exactly what `validate_registered` compares), iss, roles and
+        # scopes. Any other case, or one this shortcut does not cover (a Descope rule, a rejecter,
+        # an audience), is decided by `_check_claims`, the same code as for a new token.
+        claims = entry.claims
+        registered = entry.registered
+        now = self._clock()
+        leeway = self._leeway
+        issuer = self._issuer
+        roles = self._roles_fast
+        scopes = self._scopes_fast
+        if (entry.descope is None and self._rejecter is None and not self._audience
+                and (not issuer or issuer == registered.iss)
+                and now + leeway >= registered.not_before and now - leeway <= registered.expires
+                and (roles is None or roles(claims) is ALLOW)
+                and (scopes is None or scopes(claims) is ALLOW)):
+            # `_accepted(...)`, inlined: Verdict(200, "", None, claims, propagate, details, entry)
+            verdict = _new_object(Verdict)
+            fields = verdict.__dict__
+            fields["status"] = 200
+            fields["message"] = ""
+            fields["reason_id"] = None
+            fields["claims"] = claims
+            fields["propagate"] = self._propagator(claims) if self._propagate else ()
+            fields["details"] = {"check": "passed", "token_source": source, "header": entry.safe_header,
+                                 "token_cache": "hit", "kid": key_id, "key_source": key_source,
+                                 "signature_verified": True, "claims": claims}
+            fields["verified"] = entry
+            return verdict
+        details = {"check": "key", "token_source": source, "header": entry.safe_header, "token_cache": "hit",
+                   "kid": key_id, "key_source": key_source, "signature_verified": True}
+        return self._check_claims(claims, registered, entry.descope, details, entry.header, entry)
 
     def _extract(self, headers: Iterable[tuple[str, str]]) -> tuple[str, str] | None:
         """`extract_token` with a fast path for the common case, a non-empty auth header; the same
@@ -377,18 +424,24 @@ class EndpointValidator:
         key_id = token_key_id(parsed, spec.key_identify_strategy)
         details["kid"] = key_id
         details["key_source"] = self.keys.source if self.keys else ""
-        cooldown = spec.failed_jwk_key_cooldown
-        if cooldown:
-            failed_at = self._failed_ids.get(key_id)
-            if failed_at is not None and self._clock() - failed_at < cooldown:
-                return self._reject(401, PREFIX_INVALID + "no Keys have been found", None, details, header=header)
-        lookup = await self.keys.lookup(key_id)  # type: ignore[union-attr]
-        details["key_source"] = lookup.source or details["key_source"]
-        key = lookup.key
+        # A key the set holds right now is used whatever the failed-kid cooldown says: the cooldown
+        # spares the IdP downloads for ids that were missing, and a cached key needs none.
+        peek = self._peek
+        key = peek(key_id) if peek is not None else None
         if key is None:
-            if previous is not None:
-                self.token_cache.drop(token)  # type: ignore[union-attr]
-            return self._key_failure(lookup, key_id, details, header)
+            cooldown = spec.failed_jwk_key_cooldown
+            if cooldown:
+                failed_at = self._failed_ids.get(key_id)
+                if failed_at is not None and self._clock() - failed_at < cooldown:
+                    return self._reject(401, PREFIX_INVALID + "no Keys have been found", None, details,
+                                        header=header)
+            lookup = await self.keys.lookup(key_id)  # type: ignore[union-attr]
+            details["key_source"] = lookup.source or details["key_source"]
+            key = lookup.key
+            if key is None:
+                if previous is not None:
+                    self.token_cache.drop(token)  # type: ignore[union-attr]
+                return self._key_failure(lookup, key_id, details, header)
 
         details["check"] = "signature"
         details["signature_verified"] = False
@@ -419,7 +472,10 @@ class EndpointValidator:
         return self._check_claims(claims, registered, rule, details, header, entry)
 
     def _key_failure(self, lookup: KeyLookup, key_id: str, details: dict, header: dict) -> Verdict:
-        if self.spec.failed_jwk_key_cooldown:
+        # A miss the unknown-id rate limit answered without asking the IdP is not a failed lookup of
+        # this id: recording it would refuse the id for the whole cooldown even once the next
+        # allowed download finds it (e.g. a key rotated in during an unknown-kid storm).
+        if self.spec.failed_jwk_key_cooldown and not lookup.rate_limited:
             self._remember_failure(key_id)
         message = lookup.error or "no Keys have been found"
         if lookup.status == 500 or message.startswith("Token rejected"):
@@ -432,10 +488,9 @@ class EndpointValidator:
                       header: dict, entry: VerifiedToken | None) -> Verdict:
         """Everything after the signature, on every request, hit or miss: time claims with the
         leeway, iss, aud, the Descope rules, the rejecter, roles, scopes, propagate_claims."""
-        spec = self.spec
         details["claims"] = claims
-        failure = validate_registered(registered, issuer=spec.issuer, audience=spec.audience,
-                                      leeway=spec.leeway, now=self._clock())
+        failure = validate_registered(registered, issuer=self._issuer, audience=self._audience,
+                                      leeway=self._leeway, now=self._clock())
         if failure is not None:
             details["check"] = failure[0]
             return self._reject(401, PREFIX_INVALID + failure[1], None, details, claims, header)

@@ -13,7 +13,7 @@ import pytest
 from jwt_testkit import FakeClock, b64, bearer, ec_key, mint, public_jwk, rsa_key
 from krakend_mitm.auth import EndpointValidator, FetchResponse, KeyStore, parse_validator
 from krakend_mitm.auth import validator as validator_module
-from krakend_mitm.auth.token_cache import TokenCache, VerifiedToken, shared_cache
+from krakend_mitm.auth.token_cache import TokenCache, VerifiedToken
 
 K1 = rsa_key("cache-k1")
 K2 = rsa_key("cache-k2")
@@ -35,15 +35,13 @@ class Keys:
 
 @pytest.fixture(autouse=True, params=["lookup", "peek_key"])
 def key_access(request, monkeypatch):
-    """Every test twice: key sets as they are, and with a synchronous `peek_key(key_id)` on the
-    handles (the fast path the validator uses when a key set offers it)."""
-    if request.param == "peek_key":
+    """Every test twice: key sets as they are (with the synchronous `peek_key(key_id)` the validator
+    uses when a key set offers it), and with key set handles that only have `await lookup()`."""
+    if request.param == "lookup":
         from krakend_mitm.auth import jwks
 
-        monkeypatch.setattr(jwks._EndpointKeys, "peek_key",
-                            lambda self, key_id: self._remote.peek(self._strategy, key_id), raising=False)
-        monkeypatch.setattr(jwks.LocalKeySet, "peek_key", lambda self, key_id: self._index.get(key_id),
-                            raising=False)
+        for cls in (jwks.KeySetHandle, jwks._EndpointKeys, jwks.LocalKeySet):
+            monkeypatch.delattr(cls, "peek_key")
     return request.param
 
 
@@ -319,7 +317,11 @@ def test_a_whitespace_variant_is_another_token():
     assert len(cache) == 2
 
 
-def test_the_kid_cooldown_applies_to_cached_tokens():
+def test_the_kid_cooldown_yields_to_a_cached_key(key_access):
+    """A kid whose lookup failed is in cooldown; once the key set holds it again (here: a refresh
+    brings k1 back), a key set that can tell at once (`peek_key`) serves it despite the cooldown:
+    the cooldown spares the IdP downloads, and a cached key needs none. A handle with only
+    `lookup` cannot tell without possibly downloading, so there the cooldown still refuses."""
     keys = Keys(public_jwk(K1, "k1"))
     store = KeyStore(fetch=keys, refetch_burst=0, refetch_interval=3600)
     cache = TokenCache(100)
@@ -331,15 +333,73 @@ def test_the_kid_cooldown_applies_to_cached_tokens():
         assert (await v.authenticate(bearer(token))).status == 200
         keys.keys = [public_jwk(K2, "k2")]
         await store.refresh()
-        gone = await v.authenticate(bearer(token))
+        gone = await v.authenticate(bearer(token))  # a real download (the burst) did not find k1
+        downloads = keys.calls
         keys.keys = [public_jwk(K1, "k1")]
         await store.refresh()
-        cooled = await v.authenticate(bearer(token))  # k1 is back, but its id is in cooldown
-        return gone, cooled
+        back = await v.authenticate(bearer(token))
+        return v, gone, downloads, back
 
-    gone, cooled = run(main())
-    assert gone.status == 401 and cooled.status == 401
-    assert cooled.message == INVALID + "no Keys have been found"
+    v, gone, downloads, back = run(main())
+    assert (gone.status, gone.message) == (401, INVALID + "no Keys have been found")
+    assert "k1" in v._failed_ids
+    if key_access == "peek_key":
+        assert back.status == 200 and back.details["kid"] == "k1"
+    else:
+        assert (back.status, back.message) == (401, INVALID + "no Keys have been found")
+    assert keys.calls == downloads + 1  # only the refresh: the cooldown never asked the IdP
+
+
+def test_the_kid_cooldown_yields_to_a_cached_key_without_a_token_cache(key_access, verifications):
+    keys = Keys(public_jwk(K1, "k1"))
+    clock = FakeClock(float(int(time.time())))
+    store = KeyStore(fetch=keys, clock=clock, refetch_burst=1, refetch_interval=3600)
+    unknown = session(key=K2, kid="k2")
+
+    async def main():
+        await store.refresh()
+        v = validator(store, None, clock=clock, failed_jwk_key_cooldown="60s")
+        missing = await v.authenticate(bearer(unknown))  # downloads (the burst), k2 is not there
+        keys.keys = [public_jwk(K1, "k1"), public_jwk(K2, "k2")]
+        await store.refresh()  # e.g. the refresh timer: now the set holds k2
+        clock.advance(5)
+        return missing, await v.authenticate(bearer(unknown))
+
+    missing, later = run(main())
+    assert (missing.status, missing.message) == (401, INVALID + "no Keys have been found")
+    if key_access == "peek_key":
+        assert later.status == 200 and verifications["n"] == 1
+    else:
+        assert (later.status, later.message) == (401, INVALID + "no Keys have been found")
+        assert verifications["n"] == 0
+
+
+def test_a_rate_limited_miss_does_not_start_the_kid_cooldown():
+    """The unknown-id rate limit refusing a download is not a failed lookup of that id: the IdP was
+    not asked. Recording it would refuse a key rotated in during an unknown-kid storm for the whole
+    cooldown, even after the next allowed download finds it."""
+    keys = Keys(public_jwk(K1, "k1"))
+    clock = FakeClock(float(int(time.time())))
+    store = KeyStore(fetch=keys, clock=clock, refetch_burst=1, refetch_interval=10)
+    storm = session(kid="random-1")
+    rotated = session(key=K2, kid="k2")
+
+    async def main():
+        v = validator(store, TokenCache(10), clock=clock, failed_jwk_key_cooldown="60s")
+        await store.refresh()  # the warm-up
+        drained = await v.authenticate(bearer(storm))  # takes the only download token, a real miss
+        limited = await v.authenticate(bearer(rotated))  # no token left: not downloaded, not asked
+        failed = dict(v._failed_ids)
+        keys.keys = [public_jwk(K1, "k1"), public_jwk(K2, "k2")]  # the IdP rotates k2 in
+        clock.advance(10)  # one download token again; well within the 60 s cooldown
+        return drained, limited, failed, await v.authenticate(bearer(rotated))
+
+    drained, limited, failed, found = run(main())
+    assert (drained.status, limited.status) == (401, 401)
+    assert limited.message == INVALID + "no Keys have been found" and limited.reason_id is None
+    assert "random-1" in failed and "k2" not in failed
+    assert found.status == 200 and found.details["kid"] == "k2"
+    assert keys.calls == 3  # warm-up, the storm's download, the one that found k2
 
 
 def test_failures_are_not_cached():
@@ -418,21 +478,45 @@ def test_no_cache_verifies_every_time(verifications):
     assert verifications["n"] == 3
 
 
-def test_validators_share_the_process_cache_by_default(tmp_path):
+def test_no_cache_unless_given_one_and_validators_given_one_share_it(tmp_path):
     key = ec_key("P-256", "shared")
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps({"keys": [public_jwk(key, "e1")]}))
     spec = parse_validator({"auth/validator": {"alg": "ES256", "jwk_local_path": str(path),
                                                 "disable_jwk_security": True}}, path="x",
                            endpoint_path="/a")
-    a = EndpointValidator(spec, None, endpoint_path="/a", log_startup=False)
-    b = EndpointValidator(spec, None, endpoint_path="/b", log_startup=False)
-    assert a.token_cache is shared_cache() and b.token_cache is shared_cache()
     token = mint({"sub": "x"}, key, alg="ES256", kid="e1")
+    alone = EndpointValidator(spec, None, endpoint_path="/alone", log_startup=False)
+    assert alone.token_cache is None  # no process-wide cache
+    assert [run(alone.authenticate(bearer(token))).details.get("token_cache") for _ in range(2)] == [None, None]
+    cache = TokenCache(10)
+    a = EndpointValidator(spec, None, endpoint_path="/a", log_startup=False, token_cache=cache)
+    b = EndpointValidator(spec, None, endpoint_path="/b", log_startup=False, token_cache=cache)
     first = run(a.authenticate(bearer(token)))
     assert first.status == 200
     # the same spec, so the same key objects: the other endpoint's first request is already a hit
     assert run(b.authenticate(bearer(token))).details["token_cache"] == "hit"
+
+
+def test_adopt_takes_over_the_entries_within_capacity():
+    def entry():
+        return VerifiedToken({"alg": "RS256"}, {}, {}, None, None, "RS256", object())
+
+    old = TokenCache(10)
+    for name in ("t0", "t1", "t2", "t3"):
+        old.put(name, entry())
+    old.get("t0")  # most recently used
+    new = TokenCache(2)
+    mine = entry()
+    new.put("t1", mine)
+    new.adopt(old)
+    assert len(new) == 2 and "t0" in new and "t3" in new  # the two most recent of old
+    new.adopt(new)  # a no-op
+    assert len(new) == 2 and len(old) == 4
+    keep = TokenCache(10)
+    keep.put("t1", mine)
+    keep.adopt(old)
+    assert keep.get("t1") is mine  # an entry of its own wins over the adopted one
 
 
 def test_url_values_are_rendered_once_per_cached_token():
