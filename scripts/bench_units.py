@@ -79,13 +79,12 @@ VALIDATOR = {"alg": "RS256", "jwk_url": DESCOPE_JWKS, "cache": True, "issuer": P
 TENANT_ROLES = {"roles_key": "tenants.T1.roles", "roles_key_is_nested": True, "roles": ["admin"]}
 
 
-def make_validator(store, token_cache="shared", **extra):
+def make_validator(store, token_cache=None, **extra):
     from krakend_mitm.auth import EndpointValidator, parse_validator
 
     spec = parse_validator({"auth/validator": {**VALIDATOR, **extra}}, path="endpoints[0].extra_config",
                            endpoint_path="/bench")
-    kwargs = {} if token_cache == "shared" else {"token_cache": token_cache}
-    return EndpointValidator(spec, store, endpoint_path="/bench", log_startup=False, **kwargs)
+    return EndpointValidator(spec, store, endpoint_path="/bench", log_startup=False, token_cache=token_cache)
 
 
 def make_store(body: bytes):
@@ -122,31 +121,20 @@ def bench_validation(smoke: bool, repeat: int) -> dict:
     warm, tokens = tokens[:new_count], tokens[new_count:]
     store = make_store(jwks_body(key))
     rounds: dict[str, list[float]] = {k: [] for k in (
-        "repeated_us", "repeated_roles_us", "repeated_peek_us", "new_us", "no_cache_us", "jwt_decode_us",
+        "repeated_us", "repeated_roles_us", "new_us", "no_cache_us", "jwt_decode_us",
         "rsa_verify_us", "empty_await_us", "new_over_jwt_decode")}
 
     async def nothing():
         return None
 
     async def run():
-        from krakend_mitm.auth import jwks
-
         await store.refresh()
         cache = TokenCache(capacity=new_count + 3)  # + the repeated token, which stays hot
         validator = make_validator(store, cache)
         with_roles = make_validator(store, cache, **TENANT_ROLES)
         uncached = make_validator(store, None)
-        # the projection for a key set handle with a synchronous `peek_key` (see BENCHMARKS.md)
-        patched = not hasattr(jwks._EndpointKeys, "peek_key")
-        if patched:
-            jwks._EndpointKeys.peek_key = lambda self, key_id: self._remote.peek(self._strategy, key_id)
-        try:
-            with_peek = make_validator(store, cache)
-        finally:
-            if patched:
-                del jwks._EndpointKeys.peek_key
         hit_headers = headers_for(repeated)
-        for v in (validator, with_roles, with_peek):
+        for v in (validator, with_roles):
             verdict = await v.authenticate(hit_headers)
             assert verdict.status == 200, verdict
         for t in warm:
@@ -166,11 +154,10 @@ def bench_validation(smoke: bool, repeat: int) -> dict:
             batch_headers = [headers_for(t) for t in batch]
 
             # the hit paths and the calibration, interleaved in slices of 1,000 calls
-            spent = {"repeated_us": 0.0, "repeated_roles_us": 0.0, "repeated_peek_us": 0.0, "empty_await_us": 0.0}
+            spent = {"repeated_us": 0.0, "repeated_roles_us": 0.0, "empty_await_us": 0.0}
             slices = max(1, hit_count // 1000)
             for _ in range(slices):
-                for name, v in (("repeated_us", validator), ("repeated_roles_us", with_roles),
-                                ("repeated_peek_us", with_peek)):
+                for name, v in (("repeated_us", validator), ("repeated_roles_us", with_roles)):
                     spent[name] += await hits(v, 1000)
                 started = time.perf_counter()
                 for _ in range(1000):
@@ -206,9 +193,9 @@ def bench_validation(smoke: bool, repeat: int) -> dict:
             for _ in batch:
                 public.verify(sig, message, padding.PKCS1v15(), hashes.SHA256())
             rounds["rsa_verify_us"].append((time.perf_counter() - started) / len(batch) * 1e6)
-        return cache.stats(), patched
+        return cache.stats()
 
-    stats, projected = asyncio.run(run())
+    stats = asyncio.run(run())
     store.stop()
     med = {k: round(statistics.median(v), 2) for k, v in rounds.items()}
     med["new_over_jwt_decode"] = round(statistics.median(rounds["new_over_jwt_decode"]), 3)
@@ -216,7 +203,6 @@ def bench_validation(smoke: bool, repeat: int) -> dict:
         **med,
         "runs": {k: [round(x, 3) for x in v] for k, v in rounds.items()},
         "repeated_speedup_over_new": round(med["new_us"] / med["repeated_us"], 1),
-        "repeated_peek_is_projection": projected,
         "cache_stats": stats,
         "config": "configs/descope.json shape (RS256, Descope jwk_url through a KeyStore) + issuer; "
                   "repeated_roles_us adds nested tenant roles",
@@ -476,8 +462,7 @@ def markdown(report: dict) -> str:
     lines = ["| figure | value | baseline (same run) | target | met |", "|---|---:|---|---|---|"]
     base = {
         "repeated-token validation": f"new token {v.get('new_us')} µs, jwt.decode {v.get('jwt_decode_us')} µs; "
-                                     f"same hit with nested tenant roles {v.get('repeated_roles_us')} µs; with the "
-                                     f"proposed `peek_key` {v.get('repeated_peek_us')} µs; an empty `await` "
+                                     f"same hit with nested tenant roles {v.get('repeated_roles_us')} µs; an empty `await` "
                                      f"{v.get('empty_await_us')} µs",
         "new-token validation vs jwt.decode": f"new token {v.get('new_us')} µs / jwt.decode {v.get('jwt_decode_us')} µs"
                                               f" (RSA verify alone {v.get('rsa_verify_us')} µs)",
