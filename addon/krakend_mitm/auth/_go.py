@@ -15,6 +15,8 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from krakend_mitm.goduration import parse_duration
+
 # ---------------------------------------------------------------------------------------------
 # base64
 
@@ -301,51 +303,8 @@ def go_kind(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------
 # time.ParseDuration
 
-_UNITS = {
-    "ns": 1,
-    "us": 1_000,
-    "\u00b5s": 1_000,
-    "\u03bcs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-_DURATION_PART = re.compile(r"([0-9]*)(\.[0-9]*)?([^0-9.]*)")
-
-
-def parse_go_duration(value: str) -> float:
-    """Go's time.ParseDuration; returns seconds. Raises ValueError with Go's wording."""
-    orig = value
-    s = value
-    neg = False
-    if s and s[0] in "+-":
-        neg = s[0] == "-"
-        s = s[1:]
-    if s == "0":
-        return 0.0
-    if not s:
-        raise ValueError(f'time: invalid duration "{orig}"')
-    total_ns = Decimal(0)
-    while s:
-        if not (s[0] == "." or s[0].isdigit() and s[0].isascii()):
-            raise ValueError(f'time: invalid duration "{orig}"')
-        m = _DURATION_PART.match(s)
-        assert m is not None
-        whole, frac, unit = m.group(1), m.group(2) or "", m.group(3)
-        if not whole and len(frac) <= 1:
-            raise ValueError(f'time: invalid duration "{orig}"')
-        if not unit:
-            raise ValueError(f'time: missing unit in duration "{orig}"')
-        if unit not in _UNITS:
-            raise ValueError(f'time: unknown unit "{unit}" in duration "{orig}"')
-        number = Decimal((whole or "0") + (frac if len(frac) > 1 else ""))
-        total_ns += number * _UNITS[unit]
-        s = s[m.end():]
-    if total_ns > (1 << 63) - 1:
-        raise ValueError(f'time: invalid duration "{orig}"')
-    seconds = float(int(total_ns)) / 1e9
-    return -seconds if neg else seconds
+# One implementation for the whole gateway (config durations and the validator's alike).
+parse_go_duration = parse_duration
 
 
 # ---------------------------------------------------------------------------------------------
