@@ -13,7 +13,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -50,12 +50,13 @@ _URL_PLACEHOLDER = re.compile(r"\{([\w\-.:/]+)\}")
 _SEQUENTIAL_PARAM = re.compile(r"^resp\d+_.+$")
 _HOST = re.compile(r"^(https?://)?([a-zA-Z0-9._\-]+)(:[0-9]{2,6})?/?$")
 _BUILTIN_SEGMENT = re.compile(r"/(__debug|__echo|__health)(/|$)")
+_Shareable = TypeVar("_Shareable", str, tuple)
 
 
 # --------------------------------------------------------------------------- dataclasses
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RouterOptions:
     return_error_msg: bool = False
     hide_version_header: bool = False
@@ -70,13 +71,13 @@ class RouterOptions:
     remote_ip_headers: tuple[str, ...] = ("X-Forwarded-For", "X-Real-IP")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StaticData:
     data: dict
     strategy: str = "always"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Backend:
     index: int
     hosts: tuple[str, ...]
@@ -99,7 +100,7 @@ class Backend:
     json_path: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     index: int
     path: str  # as written, leading "/" ensured: /users/{id}
@@ -124,7 +125,7 @@ class Endpoint:
         return f"{self.method} {self.path}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     source: str
     port: int
@@ -232,12 +233,33 @@ class _Decoder:
 
     def __init__(self, problems: list[ConfigError]):
         self.problems = problems
+        # equal strings (methods, encodings) and tuples of strings (hosts, allow, input_headers…)
+        # shared across the whole config: one object per value, for this decode only
+        self._shared: dict = {}
+        self._sanitized: dict[tuple[str, ...], tuple[str, ...]] = {}  # host lists found valid
+
+    @staticmethod
+    def fields(obj: dict) -> "_Fields":
+        """The object to decode an object's fields from (see `_Fields`)."""
+        return _Fields(obj)
+
+    @staticmethod
+    def get(obj: dict, key: str) -> Any:
+        """`_get(obj, key)`: a single dict look-up when `obj` is a `_Fields` and `key` lower case
+        (every name the decoding methods below ask for: they look `_Fields` up directly)."""
+        if type(obj) is _Fields:
+            return obj.get(key) if key.islower() else _get(obj.raw, key)
+        return _get(obj, key)
+
+    def share(self, value: _Shareable) -> _Shareable:
+        """The first of the equal strings, or tuples of strings, this decoder was given."""
+        return self._shared.setdefault(value, value)
 
     def fail(self, path: str, message: str) -> None:
         self.problems.append(ConfigError(path, message))
 
     def string(self, obj: dict, key: str, path: str, default: str = "") -> str:
-        value = _get(obj, key)
+        value = obj.get(key) if type(obj) is _Fields else self.get(obj, key)
         if value is None:
             return default
         if isinstance(value, str):
@@ -250,7 +272,7 @@ class _Decoder:
         return default
 
     def boolean(self, obj: dict, key: str, path: str, default: bool = False) -> bool:
-        value = _get(obj, key)
+        value = obj.get(key) if type(obj) is _Fields else self.get(obj, key)
         if value is None:
             return default
         if isinstance(value, bool):
@@ -269,7 +291,7 @@ class _Decoder:
         return default
 
     def integer(self, obj: dict, key: str, path: str, default: int = 0) -> int:
-        value = _get(obj, key)
+        value = obj.get(key) if type(obj) is _Fields else self.get(obj, key)
         if value is None:
             return default
         if isinstance(value, bool):
@@ -287,7 +309,7 @@ class _Decoder:
         return default
 
     def duration(self, obj: dict, key: str, path: str, default: float) -> float:
-        value = _get(obj, key)
+        value = obj.get(key) if type(obj) is _Fields else self.get(obj, key)
         if value is None or value == "":
             return default
         try:
@@ -298,7 +320,7 @@ class _Decoder:
 
     def string_list(self, obj: dict, key: str, path: str) -> tuple[str, ...] | None:
         """None when absent (KrakenD's "unset"), else a tuple; a single value becomes a list."""
-        value = _get(obj, key)
+        value = obj.get(key) if type(obj) is _Fields else self.get(obj, key)
         if value is None:
             return None
         items = value if isinstance(value, list) else [value]
@@ -310,10 +332,10 @@ class _Decoder:
                 out.append(_number_text(item))
             else:
                 self.fail(f"{_join(path, key)}[{i}]", f"expected type 'string', got unconvertible type '{_go_type(item)}'")
-        return tuple(out)
+        return self.share(tuple(out))
 
     def obj(self, obj: dict, key: str, path: str) -> dict:
-        value = _get(obj, key)
+        value = obj.get(key) if type(obj) is _Fields else self.get(obj, key)
         if value is None:
             return {}
         if isinstance(value, dict):
@@ -327,7 +349,8 @@ def _join(path: str, key: str) -> str:
 
 
 def _get(obj: dict, key: str) -> Any:
-    """mapstructure matches the tag name, then falls back to a case-insensitive match."""
+    """mapstructure matches the tag name, then falls back to a case-insensitive match; of several
+    case-insensitive matches, the first in the document wins (`_Fields` finds the same, faster)."""
     if key in obj:
         return obj[key]
     lowered = key.lower()
@@ -335,6 +358,23 @@ def _get(obj: dict, key: str) -> Any:
         if isinstance(k, str) and k.lower() == lowered:
             return v
     return None
+
+
+class _Fields(dict):
+    """One decoded object's index for mapstructure's look-up, built once per object: for every
+    lower-case name, what `_get` finds (the exact name, else the first spelling in the document
+    that lower-cases to it). Every KrakenD field name is lower case; `_Decoder.get` sends any
+    other name to `_get` on the object itself (`raw`)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: dict):
+        super().__init__()
+        self.raw = raw
+        for k, v in raw.items():
+            if isinstance(k, str):
+                self.setdefault(k.lower(), v)
+        self.update(raw)  # exact names win over other spellings
 
 
 def _parse_go_bool(text: str) -> bool | None:
@@ -416,8 +456,9 @@ def _build(path: str, environ: dict[str, str] | None) -> tuple[GatewayConfig, li
     return config, problems
 
 
-def _decode_service(doc: dict, source: str, dec: _Decoder) -> GatewayConfig:
+def _decode_service(document: dict, source: str, dec: _Decoder) -> GatewayConfig:
     warnings: list[str] = []
+    doc = dec.fields(document)
     version = dec.integer(doc, "version", "", 0)
     if version != 3:
         dec.fail("version", f"unsupported version: {version} (want: 3)")
@@ -431,7 +472,7 @@ def _decode_service(doc: dict, source: str, dec: _Decoder) -> GatewayConfig:
     extra = dec.obj(doc, "extra_config", "")
     router = _decode_router(extra, dec)
     warnings += _unsupported_namespaces(extra, "extra_config")
-    warnings += [f"{key}: not supported, ignored" for key in IGNORED_ROOT_KEYS if key in doc]
+    warnings += [f"{key}: not supported, ignored" for key in IGNORED_ROOT_KEYS if key in document]
     service_timeout = dec.duration(doc, "timeout", "", DEFAULT_TIMEOUT) or DEFAULT_TIMEOUT
     service = {
         "timeout": service_timeout,
@@ -439,7 +480,7 @@ def _decode_service(doc: dict, source: str, dec: _Decoder) -> GatewayConfig:
         "output_encoding": dec.string(doc, "output_encoding", "", ""),
         "hosts": hosts,
     }
-    raw_endpoints = _get(doc, "endpoints") or []
+    raw_endpoints = dec.get(doc, "endpoints") or []
     if not isinstance(raw_endpoints, list):
         dec.fail("endpoints", f"expected a list, got '{_go_type(raw_endpoints)}'")
         raw_endpoints = []
@@ -471,6 +512,9 @@ def _decode_service(doc: dict, source: str, dec: _Decoder) -> GatewayConfig:
 def _decode_hosts(raw: tuple[str, ...], path: str, verbatim: bool, dec: _Decoder) -> tuple[str, ...]:
     if verbatim:
         return raw
+    known = dec._sanitized.get(raw)
+    if known is not None:  # the same list as another backend's, every host valid
+        return known
     hosts = []
     for i, host in enumerate(raw):
         clean = sanitize_host(host)
@@ -478,7 +522,10 @@ def _decode_hosts(raw: tuple[str, ...], path: str, verbatim: bool, dec: _Decoder
             dec.fail(f"{path}[{i}]", f"host {host} not valid: invalid host")
         else:
             hosts.append(clean)
-    return tuple(hosts)
+    clean_hosts = dec.share(tuple(hosts))
+    if len(clean_hosts) == len(raw):
+        dec._sanitized[raw] = clean_hosts
+    return clean_hosts
 
 
 def _decode_router(extra: dict, dec: _Decoder) -> RouterOptions:
@@ -490,6 +537,7 @@ def _decode_router(extra: dict, dec: _Decoder) -> RouterOptions:
     if not isinstance(raw, dict):
         dec.fail(path, f"expected a map, got '{_go_type(raw)}'")
         return RouterOptions()
+    raw = dec.fields(raw)
     health_path = dec.string(raw, "health_path", path, "") or "/__health"
     if not health_path.startswith("/"):
         health_path = "/" + health_path
@@ -517,6 +565,7 @@ def _decode_endpoint(i: int, raw: Any, service: dict, dec: _Decoder, warnings: l
     if not isinstance(raw, dict):
         dec.fail(path, f"expected a map, got '{_go_type(raw)}'")
         return None
+    raw = dec.fields(raw)
     written_method = dec.string(raw, "method", path, "")
     endpoint_path = dec.string(raw, "endpoint", path, "")
     if not endpoint_path.startswith("/"):
@@ -524,22 +573,25 @@ def _decode_endpoint(i: int, raw: Any, service: dict, dec: _Decoder, warnings: l
     if _invalid_endpoint_path(endpoint_path):
         dec.fail(f"{path}.endpoint", f"ignoring the '{written_method} {endpoint_path}' endpoint, since it is invalid!!!")
         return None
-    raw_backends = _get(raw, "backend") or []
+    raw_backends = dec.get(raw, "backend") or []
     if not isinstance(raw_backends, list):
         dec.fail(f"{path}.backend", f"expected a list, got '{_go_type(raw_backends)}'")
         return None
     if not raw_backends:
         dec.fail(f"{path}.backend", f"ignoring the '{written_method} {endpoint_path}' endpoint, since it has 0 backends defined!")
         return None
-    method = (written_method or "GET").upper()
-    output_encoding = dec.string(raw, "output_encoding", path, "") or service["output_encoding"] or "json"
+    method = dec.share((written_method or "GET").upper())
+    output_encoding = dec.share(dec.string(raw, "output_encoding", path, "")
+                                or service["output_encoding"] or "json")
     if output_encoding == "no-op" and len(raw_backends) > 1:
         dec.fail(f"{path}.output_encoding", "can not use NoOp encoding with more than one backends connected to the same endpoint")
         return None
     extra = dec.obj(raw, "extra_config", path)
-    warnings += _unsupported_namespaces(extra, f"{path}.extra_config")
-    proxy = _namespace_object(extra, "proxy", f"{path}.extra_config", dec)
-    params = endpoint_params(endpoint_path)
+    proxy: dict = {}
+    if extra:
+        warnings += _unsupported_namespaces(extra, f"{path}.extra_config")
+        proxy = _namespace_object(extra, "proxy", f"{path}.extra_config", dec)
+    params = dec.share(endpoint_params(endpoint_path))
     gin_path = router_path(endpoint_path)
     backends = []
     for b, raw_backend in enumerate(raw_backends):
@@ -567,7 +619,9 @@ def _decode_endpoint(i: int, raw: Any, service: dict, dec: _Decoder, warnings: l
         static=_decode_static(proxy, f"{path}.extra_config.proxy", dec),
         sequential=dec.boolean(proxy, "sequential", f"{path}.extra_config.proxy"),
         flatmap=_flatmap(proxy),
-        validator=validator[1] if validator else None,
+        # present but null: Go decodes `null` into the validator's config struct like `{}`, which
+        # fails closed (every request 401); it must never read as "no validator"
+        validator=({} if validator[1] is None else validator[1]) if validator else None,
         json_path=path,
     )
 
@@ -617,6 +671,7 @@ def _decode_backend(b: int, raw: Any, path: str, endpoint_method: str, output_en
     if not isinstance(raw, dict):
         dec.fail(path, f"expected a map, got '{_go_type(raw)}'")
         return None
+    raw = dec.fields(raw)
     verbatim = dec.boolean(raw, "disable_host_sanitize", path)
     written_hosts = dec.string_list(raw, "host", path)
     hosts = _decode_hosts(written_hosts, f"{path}.host", verbatim, dec) if written_hosts else service["hosts"]
@@ -627,10 +682,12 @@ def _decode_backend(b: int, raw: Any, path: str, endpoint_method: str, output_en
     if output_encoding == "no-op":
         encoding = "no-op"
     extra = dec.obj(raw, "extra_config", path)
-    warnings += _unsupported_namespaces(extra, f"{path}.extra_config")
-    http_ns = _namespace_object(extra, "backend/http", f"{path}.extra_config", dec)
-    client_ns = _namespace_object(extra, "backend/http/client", f"{path}.extra_config", dec)
-    proxy_ns = _namespace_object(extra, "proxy", f"{path}.extra_config", dec)
+    http_ns = client_ns = proxy_ns = {}
+    if extra:
+        warnings += _unsupported_namespaces(extra, f"{path}.extra_config")
+        http_ns = _namespace_object(extra, "backend/http", f"{path}.extra_config", dec)
+        client_ns = _namespace_object(extra, "backend/http/client", f"{path}.extra_config", dec)
+        proxy_ns = _namespace_object(extra, "proxy", f"{path}.extra_config", dec)
     details = http_ns.get("return_error_details")
     sd = dec.string(raw, "sd", path, "static")
     if sd not in ("", "static"):
@@ -640,8 +697,8 @@ def _decode_backend(b: int, raw: Any, path: str, endpoint_method: str, output_en
         index=b,
         hosts=hosts,
         url_pattern=url_pattern,
-        method=(dec.string(raw, "method", path, "") or endpoint_method).upper(),
-        encoding=encoding if encoding == "no-op" else encoding.lower(),
+        method=dec.share((dec.string(raw, "method", path, "") or endpoint_method).upper()),
+        encoding=dec.share(encoding if encoding == "no-op" else encoding.lower()),
         is_collection=dec.boolean(raw, "is_collection", path),
         target=dec.string(raw, "target", path, ""),
         allow=dec.string_list(raw, "allow", path) or (),

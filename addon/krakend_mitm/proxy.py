@@ -69,10 +69,17 @@ class EndpointProxy:
         self.client = client
         self.rng = rng
         self.clock = clock
-        # lura proxy/shadow.go: shadow backends get the request, their answers are never used
-        self.backends = tuple(b for b in endpoint.backends if not b.shadow) or endpoint.backends
-        self.shadows = tuple(b for b in endpoint.backends if b.shadow and b not in self.backends)
-        self._background: set[asyncio.Task] = set()
+        # lura proxy/shadow.go: shadow backends get the request, their answers are never used;
+        # an endpoint with nothing but shadow backends serves them. No backend is compared (a
+        # frozen dataclass compares field by field), and the usual endpoint, without shadows,
+        # keeps its own tuple.
+        backends = endpoint.backends
+        self.backends: tuple[Backend, ...] = backends
+        self.shadows: tuple[Backend, ...] = ()
+        if any(b.shadow for b in backends) and not all(b.shadow for b in backends):
+            self.backends = tuple(b for b in backends if not b.shadow)
+            self.shadows = tuple(b for b in backends if b.shadow)
+        self._background: set[asyncio.Task] | None = None  # shadow calls in flight, made on first use
 
     async def run(self, ctx: RequestContext, records: list[BackendCallRecord]) -> ProxyResult:
         endpoint = self.endpoint
@@ -96,6 +103,8 @@ class EndpointProxy:
 
     def _fire_and_forget(self, coroutine) -> None:
         task = asyncio.ensure_future(asyncio.wait_for(coroutine, self.endpoint.timeout))
+        if self._background is None:
+            self._background = set()
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "exception not retrieved"

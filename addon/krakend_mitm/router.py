@@ -11,7 +11,7 @@ when the table is compiled, so a config KrakenD would crash on never starts here
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from krakend_mitm.errors import ConfigError
@@ -20,7 +20,7 @@ from krakend_mitm.errors import ConfigError
 ANY_METHODS = ("GET", "POST", "PUT", "PATCH", "HEAD", "OPTIONS", "DELETE", "CONNECT", "TRACE")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Route:
     method: str
     path: str  # gin form, e.g. /users/:id or /__debug/*param
@@ -51,10 +51,14 @@ class NotFound:
     pass
 
 
-@dataclass
+@dataclass(slots=True)
 class _Node:
-    static: dict[str, "_Node"] = field(default_factory=dict)
-    lowered: dict[str, list[str]] = field(default_factory=dict)  # lower-case segment -> spellings
+    # Most nodes are leaves: the dicts are created with the first static child.
+    static: dict[str, "_Node"] | None = None
+    # lower-case segment -> its spellings in insertion order, only for the lower-case forms that
+    # some child is spelled otherwise than (a child spelled in lower case alone is found in
+    # `static`): see `_walk_case_insensitive`
+    lowered: dict[str, list[str]] | None = None
     param_name: str | None = None
     param: "_Node | None" = None
     catch_all: Route | None = None
@@ -73,12 +77,14 @@ class RouteTable:
         self.redirect_trailing_slash = redirect_trailing_slash
         self.redirect_fixed_path = redirect_fixed_path
         self.handle_method_not_allowed = handle_method_not_allowed
+        names: dict[str, str] = {}  # one string object per segment or parameter name, table-wide
         for route in routes:
-            self._insert(route)
+            self._insert(route, names)
 
     # ------------------------------------------------------------------ compile
 
-    def _insert(self, route: Route) -> None:
+    def _insert(self, route: Route, names: dict[str, str] | None = None) -> None:
+        names = {} if names is None else names
         node = self._trees.setdefault(route.method, _Node())
         segments = _segments(route.path)
         for depth, segment in enumerate(segments):
@@ -86,26 +92,39 @@ class RouteTable:
                 node = self._insert_catch_all(node, route, segment)
                 return
             if segment.startswith(":"):
-                node = self._insert_param(node, route, segments, depth)
+                node = self._insert_param(node, route, segments, depth, names)
             else:
-                node = self._insert_static(node, segment)
+                node = self._insert_static(node, names.setdefault(segment, segment))
         if node.route is not None:
             raise ConfigError(route.json_path, f"handlers are already registered for path '{route.path}'")
         node.route = route
 
     @staticmethod
     def _insert_static(node: _Node, segment: str) -> _Node:
-        child = node.static.get(segment)
+        static = node.static
+        if static is None:
+            static = node.static = {}
+        child = static.get(segment)
         if child is None:
-            child = node.static[segment] = _Node()
-            node.lowered.setdefault(segment.lower(), []).append(segment)
+            lowered = segment.lower()
+            if segment != lowered or (node.lowered is not None and lowered in node.lowered):
+                # a spelling the lower-case form alone cannot find: record every spelling of
+                # this form, in order (a lower-case one inserted earlier comes first)
+                if node.lowered is None:
+                    node.lowered = {}
+                spellings = node.lowered.get(lowered)
+                if spellings is None:
+                    spellings = node.lowered[lowered] = [lowered] if lowered in static else []
+                spellings.append(segment)
+            child = static[segment] = _Node()
         return child
 
     @staticmethod
-    def _insert_param(node: _Node, route: Route, segments: list[str], depth: int) -> _Node:
+    def _insert_param(node: _Node, route: Route, segments: list[str], depth: int,
+                      names: dict[str, str] | None = None) -> _Node:
         name = segments[depth][1:]
         if node.param is None:
-            node.param_name, node.param = name, _Node()
+            node.param_name, node.param = (name if names is None else names.setdefault(name, name)), _Node()
         elif node.param_name != name:
             prefix = "/" + "/".join(segments[:depth] + [":" + node.param_name])
             raise ConfigError(route.json_path,
@@ -163,11 +182,13 @@ def _find(node: _Node, segments: list[str], depth: int, values: list[str]) -> Ma
             return None
         return Match(node.route, _bind(node.route.path, values))
     segment = segments[depth]
-    child = node.static.get(segment)
-    if child is not None:
-        found = _find(child, segments, depth + 1, values)
-        if found is not None:
-            return found
+    static = node.static
+    if static is not None:
+        child = static.get(segment)
+        if child is not None:
+            found = _find(child, segments, depth + 1, values)
+            if found is not None:
+                return found
     if node.param is not None and segment:
         values.append(segment)
         found = _find(node.param, segments, depth + 1, values)
@@ -210,7 +231,12 @@ def _walk_case_insensitive(node: _Node, segments: list[str], depth: int) -> list
     if depth == len(segments):
         return [] if node.route is not None else None
     segment = segments[depth]
-    for spelling in node.lowered.get(segment.lower(), ()):
+    lowered = segment.lower()
+    # the static children whose segment lower-cases to this one's, in insertion order
+    spellings = node.lowered.get(lowered) if node.lowered is not None else None
+    if spellings is None:
+        spellings = (lowered,) if node.static is not None and lowered in node.static else ()
+    for spelling in spellings:
         rest = _walk_case_insensitive(node.static[spelling], segments, depth + 1)
         if rest is not None:
             return [spelling] + rest

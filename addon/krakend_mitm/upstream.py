@@ -6,6 +6,7 @@ Host choice, `url_pattern` substitution, query and header forwarding as lura bui
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 import re
@@ -33,7 +34,7 @@ class NoHostsError(Exception):
     pass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ForwardRules:
     """What the endpoint and backend let through, resolved once per config (not per request)."""
 
@@ -49,19 +50,38 @@ def canonical_header(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
+# lura's defaults when input_headers / input_query_strings are unset: one object for every endpoint
+_DEFAULT_HEADERS = frozenset({"Content-Type"})
+_NO_QUERY: frozenset[str] = frozenset()
+
+
 def forward_rules(endpoint: Endpoint, backend: Backend) -> ForwardRules:
-    endpoint_headers = _header_filter(endpoint.input_headers, default=frozenset({"Content-Type"}))
-    backend_headers = _header_filter(backend.input_headers, default=None)
+    """Immutable, and one object for every backend with the same filters (nearly all of them)."""
+    filters = (endpoint.input_headers, backend.input_headers, endpoint.input_query_strings, backend.input_query_strings)
+    try:
+        return _shared_forward_rules(*filters)
+    except TypeError:  # lists in a hand-built Endpoint or Backend: not hashable, not shared
+        return _forward_rules(*filters)
+
+
+def _forward_rules(endpoint_input_headers: tuple[str, ...] | None, backend_input_headers: tuple[str, ...] | None,
+                   endpoint_input_query: tuple[str, ...] | None,
+                   backend_input_query: tuple[str, ...] | None) -> ForwardRules:
+    endpoint_headers = _header_filter(endpoint_input_headers, default=_DEFAULT_HEADERS)
+    backend_headers = _header_filter(backend_input_headers, default=None)
     forwards_cl = endpoint_headers is None or "Content-Length" in endpoint_headers
     if backend_headers is not None and "Content-Length" not in backend_headers:
         forwards_cl = False
     return ForwardRules(
         endpoint_headers=endpoint_headers,
         backend_headers=backend_headers,
-        endpoint_query=_query_filter(endpoint.input_query_strings, default=frozenset()),
-        backend_query=_query_filter(backend.input_query_strings, default=None),
+        endpoint_query=_query_filter(endpoint_input_query, default=_NO_QUERY),
+        backend_query=_query_filter(backend_input_query, default=None),
         forwards_content_length=forwards_cl,
     )
+
+
+_shared_forward_rules = functools.lru_cache(maxsize=512)(_forward_rules)
 
 
 def _header_filter(names: tuple[str, ...] | None, default):

@@ -177,3 +177,100 @@ def test_conformance_fixture_loads():
         pytest.skip("../shared/conformance is not present")
     loaded = config.load(str(fixture), environ={})
     assert loaded.router.return_error_msg and loaded.timeout == 3.0 and loaded.cache_ttl == 3600
+
+
+# --------------------------------------------------------------------------- case-insensitive keys
+
+
+def test_keys_match_case_insensitively(tmp_path):
+    d = {"Version": 3, "ENDPOINTS": [{"Endpoint": "/a", "METHOD": "post", "Backend": [
+        {"Host": ["http://h:80"], "URL_Pattern": "/x", "Allow": ["id"]}]}]}
+    e = config.load(write(tmp_path, d), environ={}).endpoints[0]
+    assert (e.path, e.method, e.backends[0].url_pattern, e.backends[0].allow) == ("/a", "POST", "/x", ("id",))
+    assert e.backends[0].hosts == ("http://h:80",)
+
+
+@pytest.mark.parametrize("spellings,method", [
+    ({"Method": "post", "METHOD": "put"}, "POST"),  # several case-insensitive matches: the first written
+    ({"METHOD": "put", "Method": "post"}, "PUT"),
+    ({"Method": "post", "method": "delete"}, "DELETE"),  # the exact name beats an earlier spelling
+    ({"method": "delete", "METHOD": "put"}, "DELETE"),
+])
+def test_of_several_spellings_the_exact_then_the_first_wins(tmp_path, spellings, method):
+    e = {"endpoint": "/a", "backend": [{"host": ["http://h:80"], "url_pattern": "/x"}], **spellings}
+    assert config.load(write(tmp_path, doc(e)), environ={}).endpoints[0].method == method
+
+
+OBJECTS = [
+    {},
+    {"method": "a"},
+    {"Method": "a", "METHOD": "b", "method": "c"},
+    {"METHOD": "b", "Method": "a"},
+    {"mEtHoD": None, "Method": "a"},  # a null first spelling still wins (and reads as absent)
+    {1: "int key", "Timeout": "1s", "TIMEOUT": "2s", "host": ["h"]},  # YAML allows non-string keys
+    {"ß": 1, "SS": 2, "İ": 3, "K": 4},  # non-ASCII: str.lower, like the linear scan
+]
+
+
+@pytest.mark.parametrize("obj", OBJECTS)
+def test_an_objects_fields_find_what_the_linear_scan_finds(obj):
+    fields = config._Fields(obj)
+    for key in ("method", "Method", "METHOD", "timeout", "Timeout", "host", "ss", "SS", "ß", "i̇", "k", "K", "absent"):
+        assert config._Decoder.get(fields, key) == config._Decoder.get(obj, key) == config._get(obj, key), key
+        if key.islower():  # what the decoding methods look up directly
+            assert fields.get(key) == config._get(obj, key), key
+
+
+def test_the_decoder_asks_for_lower_case_names_only():
+    # the decoding methods look names up in `_Fields` directly, which is only right for lower-case names
+    import inspect
+    import re
+
+    source = inspect.getsource(config)
+    asked = re.findall(r"dec\.(?:string|boolean|integer|duration|string_list|obj|get)\(\w+, \"([^\"]*)\"", source)
+    assert len(asked) > 40
+    assert [name for name in asked if not name.islower()] == []
+
+
+def test_each_object_is_decoded_from_its_own_fields(tmp_path):
+    endpoints = [{"Endpoint": f"/e{i}", "TIMEOUT": f"{i + 1}s",
+                  "Backend": [{"URL_PATTERN": f"/b{i}", "Host": [f"h{i % 3}:80"]}]} for i in range(200)]
+    loaded = config.load(write(tmp_path, doc(*endpoints)), environ={})
+    assert [e.timeout for e in loaded.endpoints] == [float(i + 1) for i in range(len(endpoints))]
+    assert [e.backends[0].url_pattern for e in loaded.endpoints] == [f"/b{i}" for i in range(len(endpoints))]
+    assert [e.backends[0].hosts for e in loaded.endpoints] == [(f"http://h{i % 3}:80",) for i in range(len(endpoints))]
+
+
+def test_an_invalid_host_is_reported_for_every_backend_that_lists_it(tmp_path):
+    bad = {"host": ["http://x.com/api"], "url_pattern": "/x"}
+    document = doc(endpoint("/a", backend=[dict(bad)]), endpoint("/b", backend=[dict(bad)]))
+    _, problems = config.check(write(tmp_path, document), environ={})
+    assert [(p.path, p.message) for p in problems] == [
+        (f"endpoints[{i}].backend[0].host[0]", "host http://x.com/api not valid: invalid host") for i in (0, 1)]
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_equal_values_are_one_object(tmp_path):
+    backend = {"host": ["http://h:80"], "url_pattern": "/x", "allow": ["id", "name"], "input_headers": ["X-A"]}
+    d = doc(endpoint("/a", backend=[dict(backend)]), endpoint("/b/{id}", method="post", backend=[dict(backend)]),
+            endpoint("/c/{id}", method="post", backend=[dict(backend)]))
+    a, b, c = config.load(write(tmp_path, d), environ={}).endpoints
+    assert a.backends[0].hosts == ("http://h:80",) and a.backends[0].allow == ("id", "name")
+    for field in ("hosts", "allow", "input_headers", "encoding"):
+        assert getattr(a.backends[0], field) is getattr(b.backends[0], field), field
+    assert b.method is c.method and b.backends[0].method is c.backends[0].method
+    assert b.params is c.params and b.params == ("id",)
+
+
+def test_config_dataclasses_have_no_instance_dict(tmp_path):
+    import dataclasses
+
+    loaded = config.load(write(tmp_path, doc(endpoint("/a"))), environ={})
+    for obj in (loaded, loaded.router, loaded.endpoints[0], loaded.endpoints[0].backends[0]):
+        assert not hasattr(obj, "__dict__"), type(obj).__name__
+    changed = dataclasses.replace(loaded.endpoints[0], timeout=9.0)
+    assert changed.timeout == 9.0 and changed.label == "GET /a" and changed != loaded.endpoints[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        loaded.endpoints[0].timeout = 1.0  # type: ignore[misc]

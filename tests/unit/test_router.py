@@ -116,3 +116,37 @@ def test_lookup_on_a_large_table_is_by_segment():
     table = RouteTable(routes)
     assert table.lookup("GET", "/svc4999/items/7").route.target == 4999
     assert table.lookup("GET", "/SVC12/STATIC") == Redirect("/svc12/static", 301, "fixed path")
+
+
+@pytest.mark.parametrize("paths,request_path,location", [
+    # of several spellings of a segment, the first registered that leads to a route wins
+    (["/users/a", "/Users/b", "/USERS/c"], "/uSeRs/C", "/USERS/c"),
+    (["/Users/a", "/users/a"], "/USERS/A", "/Users/a"),
+    (["/users/a", "/Users/a"], "/USERS/A", "/users/a"),
+    (["/Users/x", "/users/y"], "/USERS/Y", "/users/y"),  # a lower-case spelling registered after
+    (["/users/x", "/Users/y", "/USERS/y"], "/users/Y", "/Users/y"),
+    (["/straße/a"], "/STRASSE/A", None),  # str.lower: "STRASSE" is not "straße"
+    (["/K/a"], "/k/A", "/K/a"),  # the Kelvin sign lower-cases to "k"
+])
+def test_fixed_path_redirect_tries_spellings_in_registration_order(paths, request_path, location):
+    table = RouteTable([Route("GET", p, p) for p in paths])
+    result = table.lookup("GET", request_path)
+    if location is None:
+        assert isinstance(result, NotFound)
+    else:
+        assert result == Redirect(location, 301, "fixed path")
+
+
+def test_leaf_nodes_hold_no_child_tables():
+    from krakend_mitm.router import _Node
+
+    table = RouteTable([Route("GET", "/api/v1/items", "s"), Route("GET", "/api/v1/items/:id", "p"),
+                        Route("GET", "/api/v1/Items/:id/tags", "t")])
+    root = table._trees["GET"]
+    assert not hasattr(root, "__dict__") and "__slots__" in vars(_Node)
+    v1 = root.static["api"].static["v1"]
+    assert v1.lowered == {"items": ["items", "Items"]}  # only the forms some child spells otherwise
+    assert root.lowered is None and root.static["api"].lowered is None
+    leaf = v1.static["items"].param
+    assert leaf.route.target == "p" and leaf.static is None and leaf.lowered is None
+    assert table.lookup("GET", "/API/V1/ITEMS/7/TAGS") == Redirect("/api/v1/Items/7/tags", 301, "fixed path")

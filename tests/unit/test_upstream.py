@@ -149,3 +149,19 @@ def test_host_choice_is_random_across_hosts():
     hosts = {build_request(request, endpoint, endpoint.backends[0], rules, {"id": "1"}, {}, "1.1.1.1", rng).url.split("/")[2]
              for _ in range(60)}
     assert hosts == {"a:10", "b:10", "c:10"}
+
+
+def test_forward_rules_are_shared_between_backends_with_the_same_filters():
+    defaults = forward_rules(make_endpoint(), make_endpoint().backends[0])
+    again = make_endpoint(url_pattern="/other", hosts=("http://c:1",))
+    assert forward_rules(again, again.backends[0]) is defaults
+    assert defaults.endpoint_headers == frozenset({"Content-Type"}) and defaults.endpoint_query == frozenset()
+    assert defaults.backend_headers is None and defaults.backend_query is None and not defaults.forwards_content_length
+    filtered = make_endpoint(("x-a", "Content-Length"), ("q",), backend_query=("q",))
+    rules = forward_rules(filtered, filtered.backends[0])
+    assert rules is not defaults and rules is forward_rules(filtered, filtered.backends[0])
+    assert rules.endpoint_headers == frozenset({"X-A", "Content-Length"}) and rules.forwards_content_length
+    assert rules.endpoint_query == frozenset({"q"}) == rules.backend_query
+    # a hand-built endpoint with lists (unhashable) gets its own, equal, rules
+    listed = make_endpoint(["x-a", "Content-Length"], ["q"], backend_query=["q"])
+    assert forward_rules(listed, listed.backends[0]) == rules

@@ -165,9 +165,6 @@ def test_a_present_validator_never_makes_an_endpoint_public():
             "JWK client is using an insecure connection to the JWK service") in problems
 
 
-@pytest.mark.xfail(reason="krakend_mitm/config.py passes `auth/validator: null` on as None (no validator): it "
-                          "must pass a present-but-null namespace as {} so that the endpoint fails closed",
-                   strict=False)
 def test_a_null_validator_in_the_config_file_fails_closed(tmp_path):
     config = load(tmp_path, [endpoint("/null", None) | {"extra_config": {"auth/validator": None}}])
     stage = AuthStage(config)
