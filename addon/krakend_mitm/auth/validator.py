@@ -386,8 +386,10 @@ class EndpointValidator:
         if not isinstance(headers, (list, tuple)):
             headers = list(headers)
         lname = self._header_lname
+        size = len(lname)
         for name, value in headers:
-            if name.lower() == lname:
+            # the length test first: lower-casing every header name costs more than the rest of a hit
+            if len(name) == size and name.lower() == lname:
                 raw = value.strip(" \t")
                 if not raw:
                     break
