@@ -45,6 +45,7 @@ class ForwardRules:
     forwards_content_length: bool
 
 
+@functools.lru_cache(maxsize=1024)  # every request spells the same few names; bounded for hostile ones
 def canonical_header(name: str) -> str:
     """Go's textproto.CanonicalMIMEHeaderKey for token names: x-y-z -> X-Y-Z."""
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
