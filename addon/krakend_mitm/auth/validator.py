@@ -363,19 +363,10 @@ class EndpointValidator:
                 and now + leeway >= registered.not_before and now - leeway <= registered.expires
                 and (roles is None or roles(claims) is ALLOW)
                 and (scopes is None or scopes(claims) is ALLOW)):
-            # `_accepted(...)`, inlined: Verdict(200, "", None, claims, propagate, details, entry)
-            verdict = _new_object(Verdict)
-            fields = verdict.__dict__
-            fields["status"] = 200
-            fields["message"] = ""
-            fields["reason_id"] = None
-            fields["claims"] = claims
-            fields["propagate"] = self._propagator(claims) if self._propagate else ()
-            fields["details"] = {"check": "passed", "token_source": source, "header": entry.safe_header,
-                                 "token_cache": "hit", "kid": key_id, "key_source": key_source,
-                                 "signature_verified": True, "claims": claims}
-            fields["verified"] = entry
-            return verdict
+            return _accepted(claims, self._propagator(claims) if self._propagate else (),
+                             {"check": "passed", "token_source": source, "header": entry.safe_header,
+                              "token_cache": "hit", "kid": key_id, "key_source": key_source,
+                              "signature_verified": True, "claims": claims}, entry)
         details = {"check": "key", "token_source": source, "header": entry.safe_header, "token_cache": "hit",
                    "kid": key_id, "key_source": key_source, "signature_verified": True}
         return self._check_claims(claims, registered, entry.descope, details, entry.header, entry)

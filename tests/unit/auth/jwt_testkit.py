@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from krakend_mitm.auth import EndpointValidator, KeyStore, parse_validator
+from krakend_mitm.auth.jwks import FetchResponse
 
 ROOT = Path(__file__).resolve().parents[3]
 SHARED = ROOT.parent / "shared"
@@ -291,3 +292,15 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class ServedKeys:
+    """A JWK Set served by a KeyStore's fetch function; change `keys` and refresh. `calls` counts downloads."""
+
+    def __init__(self, *keys: dict):
+        self.keys = list(keys)
+        self.calls = 0
+
+    def __call__(self, request):
+        self.calls += 1
+        return FetchResponse(200, "application/json", json.dumps({"keys": self.keys}).encode())

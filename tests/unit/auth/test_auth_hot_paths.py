@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from jwt_testkit import HMAC_SECRET, FakeClock, bearer, local_validator, mint, public_jwk, rsa_key
+from jwt_testkit import HMAC_SECRET, FakeClock, ServedKeys, bearer, local_validator, mint, public_jwk, rsa_key
 from krakend_mitm.auth import EndpointValidator, _go
 from krakend_mitm.auth import claims as claims_mod
 from krakend_mitm.auth.claims import (
@@ -22,7 +22,7 @@ from krakend_mitm.auth.claims import (
     nested_claim,
     validate_registered,
 )
-from krakend_mitm.auth.jwks import FetchResponse, KeyStore, LocalKeySet, parse_jwk_set
+from krakend_mitm.auth.jwks import KeyStore, LocalKeySet, parse_jwk_set
 from krakend_mitm.auth.jws import MAX_JSON_DEPTH, JWSError, parse_jws
 from krakend_mitm.auth.token_cache import TokenCache
 
@@ -31,15 +31,6 @@ K1 = public_jwk(RSA, "k1")
 URL = "https://idp.example/keys"
 
 
-class Keys:
-    def __init__(self, *keys: dict):
-        self.keys = list(keys)
-        self.calls = 0
-
-    def __call__(self, request):
-        self.calls += 1
-        return FetchResponse(200, "application/json", json.dumps({"keys": self.keys}).encode())
-
 
 # ---------------------------------------------------------------------------------------------
 # peek_key
@@ -47,7 +38,7 @@ class Keys:
 
 def test_peek_key_answers_what_lookup_would_answer_at_once_and_nothing_else():
     clock = FakeClock()
-    keys = Keys(K1)
+    keys = ServedKeys(K1)
     store = KeyStore(fetch=keys, clock=clock, max_staleness=100, refetch_burst=1, refetch_interval=3600)
     handle = store.handle(URL)
     bucket = handle._remote._limiter
@@ -73,7 +64,7 @@ def test_peek_key_answers_what_lookup_would_answer_at_once_and_nothing_else():
 
 
 def test_peek_key_uses_the_handles_key_identify_strategy():
-    keys = Keys({**K1, "x5t": "dGh1bWJwcmludC0yMC1ieXRlcyE"})
+    keys = ServedKeys({**K1, "x5t": "dGh1bWJwcmludC0yMC1ieXRlcyE"})
     store = KeyStore(fetch=keys)
     by_kid = store.handle(URL)
     by_x5t = store.handle(URL, strategy="x5t")

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from jwt_testkit import FakeClock, b64, bearer, ec_key, mint, public_jwk, rsa_key
-from krakend_mitm.auth import EndpointValidator, FetchResponse, KeyStore, parse_validator
+from jwt_testkit import FakeClock, ServedKeys, b64, bearer, ec_key, mint, public_jwk, rsa_key
+from krakend_mitm.auth import EndpointValidator, KeyStore, parse_validator
 from krakend_mitm.auth import validator as validator_module
 from krakend_mitm.auth.token_cache import TokenCache, VerifiedToken
 
@@ -20,17 +20,6 @@ K2 = rsa_key("cache-k2")
 URL = "https://idp.example/keys"
 INVALID = "Unable to validate the token: "
 
-
-class Keys:
-    """A JWK Set served by the KeyStore's fetch function; change `keys` and refresh."""
-
-    def __init__(self, *keys: dict):
-        self.keys = list(keys)
-        self.calls = 0
-
-    def __call__(self, request):
-        self.calls += 1
-        return FetchResponse(200, "application/json", json.dumps({"keys": self.keys}).encode())
 
 
 @pytest.fixture(autouse=True, params=["lookup", "peek_key"])
@@ -74,7 +63,7 @@ def run(coro):
 
 
 def test_a_repeated_token_is_verified_once_and_still_checked(verifications):
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     cache = TokenCache(100)
     token = session(roles=["user"])
 
@@ -93,7 +82,7 @@ def test_a_repeated_token_is_verified_once_and_still_checked(verifications):
 
 
 def test_rotation_a_removed_key_rejects_the_cached_token_and_drops_it(verifications):
-    keys = Keys(public_jwk(K1, "k1"))
+    keys = ServedKeys(public_jwk(K1, "k1"))
     store = KeyStore(fetch=keys, refetch_burst=0, refetch_interval=3600)
     cache = TokenCache(100)
     token = session()
@@ -116,7 +105,7 @@ def test_rotation_a_removed_key_rejects_the_cached_token_and_drops_it(verificati
 
 
 def test_a_key_replaced_under_the_same_kid_is_verified_again_and_fails(verifications):
-    keys = Keys(public_jwk(K1, "k1"))
+    keys = ServedKeys(public_jwk(K1, "k1"))
     store = KeyStore(fetch=keys)
     cache = TokenCache(100)
     token = session()
@@ -137,7 +126,7 @@ def test_a_key_replaced_under_the_same_kid_is_verified_again_and_fails(verificat
 
 
 def test_a_redownloaded_identical_key_is_a_new_object_verified_once_more(verifications):
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     cache = TokenCache(100)
     token = session()
 
@@ -155,7 +144,7 @@ def test_a_redownloaded_identical_key_is_a_new_object_verified_once_more(verific
 
 def test_expiry_is_evaluated_on_every_hit(verifications):
     clock = FakeClock(float(int(time.time())))
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     cache = TokenCache(100)
     token = mint({"sub": "U1", "exp": int(clock.now) + 60}, K1)
 
@@ -178,7 +167,7 @@ def test_expiry_is_evaluated_on_every_hit(verifications):
 
 def test_not_before_is_evaluated_on_every_hit():
     clock = FakeClock(float(int(time.time())))
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     cache = TokenCache(100)
     token = mint({"sub": "U1", "nbf": int(clock.now) + 30}, K1)
 
@@ -195,7 +184,7 @@ def test_not_before_is_evaluated_on_every_hit():
 
 
 def test_another_endpoints_roles_scopes_and_issuer_apply_on_a_hit(verifications):
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     cache = TokenCache(100)
     token = session(roles=["user"], permissions=["read"])
 
@@ -222,7 +211,7 @@ def test_another_endpoints_roles_scopes_and_issuer_apply_on_a_hit(verifications)
 
 
 def test_another_endpoints_alg_refuses_a_cached_token():
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     cache = TokenCache(100)
     token = session()
 
@@ -240,8 +229,8 @@ def test_another_endpoints_alg_refuses_a_cached_token():
 def test_another_endpoints_key_set_verifies_for_itself(verifications):
     """The same token on an endpoint with a different JWKS (where k1 is another key) never
     borrows the other set's verification."""
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
-    other = KeyStore(fetch=Keys(public_jwk(K2, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
+    other = KeyStore(fetch=ServedKeys(public_jwk(K2, "k1")))
     cache = TokenCache(100)
     token = session()
 
@@ -260,7 +249,7 @@ def test_another_endpoints_key_set_verifies_for_itself(verifications):
 
 
 def test_the_descope_rules_apply_on_a_hit():
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     cache = TokenCache(100)
     refresh_token = session(drn="DSR")
 
@@ -274,7 +263,7 @@ def test_the_descope_rules_apply_on_a_hit():
 
 
 def test_a_tampered_token_never_hits_and_is_never_cached(verifications):
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     cache = TokenCache(100)
     token = session(roles=["user"])
     h, p, s = token.split(".")
@@ -300,7 +289,7 @@ def test_a_tampered_token_never_hits_and_is_never_cached(verifications):
 
 
 def test_a_whitespace_variant_is_another_token():
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     cache = TokenCache(100)
     token = session()
     h, p, s = token.split(".")
@@ -322,7 +311,7 @@ def test_the_kid_cooldown_yields_to_a_cached_key(key_access):
     brings k1 back), a key set that can tell at once (`peek_key`) serves it despite the cooldown:
     the cooldown spares the IdP downloads, and a cached key needs none. A handle with only
     `lookup` cannot tell without possibly downloading, so there the cooldown still refuses."""
-    keys = Keys(public_jwk(K1, "k1"))
+    keys = ServedKeys(public_jwk(K1, "k1"))
     store = KeyStore(fetch=keys, refetch_burst=0, refetch_interval=3600)
     cache = TokenCache(100)
     token = session()
@@ -351,7 +340,7 @@ def test_the_kid_cooldown_yields_to_a_cached_key(key_access):
 
 
 def test_the_kid_cooldown_yields_to_a_cached_key_without_a_token_cache(key_access, verifications):
-    keys = Keys(public_jwk(K1, "k1"))
+    keys = ServedKeys(public_jwk(K1, "k1"))
     clock = FakeClock(float(int(time.time())))
     store = KeyStore(fetch=keys, clock=clock, refetch_burst=1, refetch_interval=3600)
     unknown = session(key=K2, kid="k2")
@@ -378,7 +367,7 @@ def test_a_rate_limited_miss_does_not_start_the_kid_cooldown():
     """The unknown-id rate limit refusing a download is not a failed lookup of that id: the IdP was
     not asked. Recording it would refuse a key rotated in during an unknown-kid storm for the whole
     cooldown, even after the next allowed download finds it."""
-    keys = Keys(public_jwk(K1, "k1"))
+    keys = ServedKeys(public_jwk(K1, "k1"))
     clock = FakeClock(float(int(time.time())))
     store = KeyStore(fetch=keys, clock=clock, refetch_burst=1, refetch_interval=10)
     storm = session(kid="random-1")
@@ -403,7 +392,7 @@ def test_a_rate_limited_miss_does_not_start_the_kid_cooldown():
 
 
 def test_failures_are_not_cached():
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     cache = TokenCache(100)
     unknown_kid = session(kid="nope")
     wrong_key = session(key=K2)
@@ -435,7 +424,7 @@ def test_bounded_lru():
 
 
 def test_the_validator_keeps_the_cache_bounded():
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     cache = TokenCache(capacity=4)
     tokens = [session(sub=f"U{i}") for i in range(10)]
 
@@ -466,7 +455,7 @@ def test_verified_pairs_are_bounded_and_identity_based():
 
 
 def test_no_cache_verifies_every_time(verifications):
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     token = session()
 
     async def main():
@@ -520,7 +509,7 @@ def test_adopt_takes_over_the_entries_within_capacity():
 
 
 def test_url_values_are_rendered_once_per_cached_token():
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     cache = TokenCache(100)
     token = session(tenants={"T1": {"roles": ["admin"]}}, n=42)
 
@@ -557,7 +546,7 @@ def test_url_values_are_rendered_once_per_cached_token():
 def test_the_fast_extraction_matches_extract_token(headers, config):
     from krakend_mitm.auth.jws import extract_token
 
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     v = validator(store, None, **config)
     spec = v.spec
     expected = extract_token(headers, spec.auth_header_name, spec.cookie_key)
@@ -570,7 +559,7 @@ def test_the_fast_extraction_matches_extract_token(headers, config):
 
 
 def test_url_values_for_named_claims_only():
-    store = KeyStore(fetch=Keys(public_jwk(K1, "k1")))
+    store = KeyStore(fetch=ServedKeys(public_jwk(K1, "k1")))
     token = session(tenants={"T1": {"roles": ["admin"]}}, n=42)
 
     async def main():
