@@ -747,16 +747,8 @@ class _EndpointKeys(KeySetHandle):
         return await self._remote.lookup_for(self._strategy, key_id)
 
     def peek_key(self, key_id: str) -> JWKEntry | None:
-        # `_RemoteKeySet.peek(strategy, key_id)` inlined: this runs on every cached-token request
-        remote = self._remote
-        snap = remote._snapshot
-        if snap is None:
-            return None
-        store = remote._store
-        if store.clock() - snap.fetched_at > store.max_staleness:
-            return None  # too stale to use: `lookup` answers (jwks_stale, or a download)
-        index = snap.indexes.get(self._strategy)
-        return None if index is None else index.get(key_id)
+        # None when the set is missing or too stale: `lookup` answers then (jwks_stale, a download)
+        return self._remote.peek(self._strategy, key_id)
 
     def describe(self) -> dict:
         return self._remote.describe()
